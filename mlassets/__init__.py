@@ -1,0 +1,1 @@
+"""mlassets: a Dagster asset graph for Kafka + MongoDB + Spark + TensorFlow pipelines."""

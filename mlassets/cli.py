@@ -1,0 +1,96 @@
+"""The `mlassets` command: local stack control, dataset fetching and the main job."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mlassets.datasets.fetch import DATASETS, FetchError, copy_local, fetch_official
+from mlassets.stack import LocalStack, StackError, StackSettings
+
+DEFAULT_DATA_DIR = ".mlassets/data"
+
+
+def _stack(args: argparse.Namespace) -> int:
+    stack = LocalStack(StackSettings.from_env())
+    if args.action == "up":
+        started = stack.up()
+        print(f"started: {', '.join(started)}" if started else "already running")
+    elif args.action == "down":
+        stopped = stack.down()
+        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    for status in stack.status():
+        state = f"running (pid {status.pid})" if status.running else "stopped"
+        print(f"{status.name:9} {state:22} {status.address:28} log: {status.log_file}")
+    if args.action == "status":
+        return 0 if all(s.running for s in stack.status()) else 3
+    return 0
+
+
+def _data_fetch(args: argparse.Namespace) -> int:
+    dest = Path(args.dest or os.environ.get("MLASSETS_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
+    names = args.datasets or [n for n in DATASETS if n != "fruits360" or args.source]
+    unknown = sorted(set(names) - set(DATASETS))
+    if unknown:
+        print(f"unknown dataset(s) {unknown}; choose from {sorted(DATASETS)}", file=sys.stderr)
+        return 2
+    dest.mkdir(parents=True, exist_ok=True)
+    if args.source:
+        source = Path(args.source).resolve()
+        copy_local(source, [n for n in names if (source / n).is_dir()] if not args.datasets else names, dest)
+    else:
+        fetch_official(names, dest)
+    print(f"datasets in {dest}")
+    return 0
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    """Start the stack and materialise the whole asset graph through the dagster CLI."""
+    LocalStack(StackSettings.from_env()).up()
+    env = {**os.environ}
+    env.setdefault("DAGSTER_HOME", str(Path(".mlassets/dagster_home").resolve()))
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    dagster = Path(sys.executable).with_name("dagster")
+    argv = [str(dagster), "job", "execute", "-m", "mlassets.definitions", "-j", args.job]
+    print("$ " + " ".join(argv), flush=True)
+    return subprocess.call(argv, env=env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="mlassets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="start, stop or report the local Kafka/FerretDB/S3 servers")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.set_defaults(func=_stack)
+
+    data = sub.add_parser("data", help="datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser("fetch", help="download the official files (sha256-verified) or copy a local folder")
+    fetch.add_argument("datasets", nargs="*", help=f"any of {sorted(DATASETS)} (default: all but fruits360)")
+    fetch.add_argument("--from", dest="source", help="copy and verify from this folder instead of downloading")
+    fetch.add_argument("--dest", help=f"data directory (default $MLASSETS_DATA_DIR or {DEFAULT_DATA_DIR})")
+    fetch.set_defaults(func=_data_fetch)
+
+    run = sub.add_parser("materialize", help="start the local stack and run a job over the asset graph")
+    run.add_argument("--job", default="main_job")
+    run.set_defaults(func=_materialize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mlassets` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (StackError, FetchError, FileNotFoundError) as exc:
+        print(f"mlassets: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

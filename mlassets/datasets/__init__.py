@@ -1,0 +1,1 @@
+"""Readers for the real dataset formats (no Dagster here)."""

@@ -1,0 +1,21 @@
+"""The mlassets code location; the only module that reads MLASSETS_ENV (default `local`)."""
+
+import os
+
+from dagster import Definitions, load_assets_from_package_module
+
+from mlassets.assets import iot, susy, weather
+from mlassets.environments import load_environment
+from mlassets.jobs import main_job
+
+ENVIRONMENT = os.environ.get("MLASSETS_ENV", "local")
+
+defs = Definitions(
+    assets=[
+        *load_assets_from_package_module(iot, group_name="iot"),
+        *load_assets_from_package_module(susy, group_name="susy"),
+        *load_assets_from_package_module(weather, group_name="weather"),
+    ],
+    jobs=[main_job],
+    resources=load_environment(ENVIRONMENT),
+)

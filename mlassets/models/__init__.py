@@ -1,0 +1,1 @@
+"""Keras model builders and the (de)serialisation used by the model store."""

@@ -1,0 +1,65 @@
+"""Keras models as an architecture JSON plus one npz blob of weights and extra arrays (no pickle)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+WEIGHT_PREFIX = "weight/"
+EXTRA_PREFIX = "extra/"
+
+
+class ModelFormatError(ValueError):
+    """Stored model bytes that cannot be turned back into the model they claim to be."""
+
+
+def sha256_hex(blob: bytes) -> str:
+    """The hex sha256 of a blob."""
+    return hashlib.sha256(blob).hexdigest()
+
+
+def model_to_bytes(model: "keras.Model", extras: dict[str, np.ndarray] | None = None) -> tuple[str, bytes]:
+    """The model's architecture JSON and an npz blob holding its weights in order plus the extras."""
+    arrays = {f"{WEIGHT_PREFIX}{i:05d}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+    for name, value in (extras or {}).items():
+        arrays[f"{EXTRA_PREFIX}{name}"] = np.asarray(value)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return model.to_json(), buffer.getvalue()
+
+
+def arrays_from_bytes(blob: bytes) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """The weights (in order) and extras stored in an npz blob; object arrays are refused."""
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            weights = [npz[k] for k in sorted(k for k in npz.files if k.startswith(WEIGHT_PREFIX))]
+            extras = {k[len(EXTRA_PREFIX):]: npz[k] for k in npz.files if k.startswith(EXTRA_PREFIX)}
+    except (ValueError, OSError, KeyError) as exc:
+        raise ModelFormatError(f"weights blob is not a valid npz of plain arrays: {exc}") from exc
+    return weights, extras
+
+
+def model_from_bytes(architecture_json: str, blob: bytes) -> tuple["keras.Model", dict[str, np.ndarray]]:
+    """Rebuild a model from its JSON and set every weight strictly (count and shapes must match)."""
+    import keras
+
+    weights, extras = arrays_from_bytes(blob)
+    try:
+        model = keras.models.model_from_json(architecture_json)
+    except Exception as exc:  # noqa: BLE001 - keras raises many types for a bad config
+        raise ModelFormatError(f"architecture JSON cannot be deserialised: {exc}") from exc
+    expected = [tuple(w.shape) for w in model.weights]
+    actual = [tuple(w.shape) for w in weights]
+    if expected != actual:
+        raise ModelFormatError(
+            f"stored weights do not fit the architecture: {len(actual)} arrays {actual[:4]}... "
+            f"for {len(expected)} variables {expected[:4]}..."
+        )
+    model.set_weights(weights)
+    return model, extras

@@ -1,0 +1,120 @@
+"""The data lake: a local directory or an s3:// prefix, with parquet and byte I/O for pandas and Spark."""
+
+import posixpath
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from dagster import ConfigurableResource
+from pydantic import Field
+
+PANDAS_PART = "part-00000.parquet"
+
+
+class LakeResource(ConfigurableResource):
+    """Where assets keep files: `root` is a directory or `s3://bucket/prefix` (MinIO/moto via endpoint_url)."""
+
+    root: str = Field(description="Local directory (relative to the working directory) or s3://bucket/prefix.")
+    endpoint_url: str | None = Field(default=None, description="S3 endpoint for MinIO or moto; None for AWS.")
+    region: str = Field(default="us-east-1", description="S3 region.")
+    access_key_id: str | None = Field(default=None, description="S3 access key; bind to an EnvVar.")
+    secret_access_key: str | None = Field(default=None, description="S3 secret key; bind to an EnvVar.")
+
+    @property
+    def is_s3(self) -> bool:
+        return self.root.startswith("s3://")
+
+    def uri(self, *parts: str) -> str:
+        """The full location of parts below the root (s3://... or an absolute local path)."""
+        if self.is_s3:
+            return posixpath.join(self.root.rstrip("/"), *parts)
+        return str(Path(self.root).resolve().joinpath(*parts))
+
+    def spark_uri(self, *parts: str) -> str:
+        """The location as Spark's Hadoop filesystems name it (s3a:// for S3)."""
+        uri = self.uri(*parts)
+        return "s3a://" + uri[len("s3://"):] if self.is_s3 else uri
+
+    def filesystem(self) -> pafs.FileSystem:
+        """A pyarrow filesystem for the lake."""
+        if not self.is_s3:
+            return pafs.LocalFileSystem()
+        scheme, _, host = (self.endpoint_url or "").partition("://")
+        return pafs.S3FileSystem(
+            access_key=self.access_key_id, secret_key=self.secret_access_key, region=self.region,
+            endpoint_override=host or None, scheme=scheme or "https",
+        )
+
+    def _fs_path(self, *parts: str) -> str:
+        uri = self.uri(*parts)
+        return uri[len("s3://"):] if self.is_s3 else uri
+
+    def s3_client(self) -> Any:
+        """A boto3 S3 client for the lake's endpoint."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
+                            aws_access_key_id=self.access_key_id, aws_secret_access_key=self.secret_access_key)
+
+    def ensure_bucket(self) -> None:
+        """Create the root bucket when it does not exist (local roots: create the directory)."""
+        if not self.is_s3:
+            Path(self.uri()).mkdir(parents=True, exist_ok=True)
+            return
+        client = self.s3_client()
+        bucket = self.root[len("s3://"):].split("/", 1)[0]
+        existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+        if bucket not in existing:
+            client.create_bucket(Bucket=bucket)
+
+    def delete(self, *parts: str) -> None:
+        """Remove a directory (prefix) or file below the root, if present."""
+        fs, path = self.filesystem(), self._fs_path(*parts)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            if self.is_s3:
+                fs.delete_dir_contents(path, missing_dir_ok=True)
+                fs.delete_dir(path)
+            else:
+                shutil.rmtree(path)
+        elif info.type == pafs.FileType.File:
+            fs.delete_file(path)
+
+    def exists(self, *parts: str) -> bool:
+        """True when a file or directory exists below the root."""
+        return self.filesystem().get_file_info(self._fs_path(*parts)).type != pafs.FileType.NotFound
+
+    def write_bytes(self, data: bytes, *parts: str) -> str:
+        """Write one object; returns its uri."""
+        fs, path = self.filesystem(), self._fs_path(*parts)
+        fs.create_dir(posixpath.dirname(path), recursive=True)
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        return self.uri(*parts)
+
+    def read_bytes(self, *parts: str) -> bytes:
+        """Read one object."""
+        with self.filesystem().open_input_stream(self._fs_path(*parts)) as src:
+            return src.read()
+
+    def write_parquet(self, frame: pd.DataFrame, *parts: str) -> str:
+        """Replace the parquet directory at parts with the frame (one part file); returns the directory uri."""
+        self.ensure_bucket()
+        self.delete(*parts)
+        fs, path = self.filesystem(), self._fs_path(*parts)
+        fs.create_dir(path, recursive=True)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table, posixpath.join(path, PANDAS_PART), filesystem=fs)
+        return self.uri(*parts)
+
+    def read_parquet(self, *parts: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """Read a parquet directory (written by pandas or Spark) into one frame."""
+        path = self._fs_path(*parts)
+        dataset = pads.dataset(path, filesystem=self.filesystem(), format="parquet",
+                               exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+        return dataset.to_table(columns=columns).to_pandas()

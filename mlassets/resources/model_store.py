@@ -1,0 +1,126 @@
+"""Versioned Keras models in a MongoDB collection: metadata documents plus GridFS weight blobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gridfs
+import numpy as np
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from mlassets.models.serialization import model_from_bytes, model_to_bytes, sha256_hex
+
+if TYPE_CHECKING:
+    import keras
+
+
+class ModelStoreError(RuntimeError):
+    """A model that cannot be loaded as stored: missing, incomplete or tampered."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What the store knows about one saved model version."""
+
+    model_id: str
+    name: str
+    version: int
+    created_at: dt.datetime
+    weights_sha256: str
+    weights_bytes: int
+    metrics: dict[str, Any]
+    code_version: str | None
+    metadata: dict[str, Any]
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> "ModelRecord":
+        return cls(
+            model_id=doc["_id"], name=doc["name"], version=doc["version"], created_at=doc["created_at"],
+            weights_sha256=doc["weights_sha256"], weights_bytes=doc["weights_bytes"],
+            metrics=doc.get("metrics", {}), code_version=doc.get("code_version"),
+            metadata=doc.get("metadata", {}),
+        )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model rebuilt from the store, its extra arrays and its record."""
+
+    model: "keras.Model"
+    extras: dict[str, np.ndarray]
+    record: ModelRecord
+
+
+class ModelStore:
+    """Saves every model as a new version `<name>:v<N>`; loads by id and verifies the weights' sha256."""
+
+    def __init__(self, database: Database, collection: str) -> None:
+        self.collection = database[collection]
+        self.blobs = gridfs.GridFS(database, collection=f"{collection}_weights")
+        self.collection.create_index([("name", ASCENDING), ("version", ASCENDING)], unique=True)
+
+    def save(self, name: str, model: "keras.Model", *, extras: dict[str, np.ndarray] | None = None,
+             metrics: dict[str, Any] | None = None, code_version: str | None = None,
+             metadata: dict[str, Any] | None = None) -> ModelRecord:
+        """Store the model as the next version of `name`; returns its record."""
+        architecture, blob = model_to_bytes(model, extras)
+        digest = sha256_hex(blob)
+        for _ in range(20):
+            last = self.collection.find_one({"name": name}, sort=[("version", DESCENDING)], projection=["version"])
+            version = (last["version"] + 1) if last else 1
+            model_id = f"{name}:v{version}"
+            doc = {
+                "_id": model_id, "name": name, "version": version,
+                "created_at": dt.datetime.now(dt.timezone.utc),
+                "architecture": architecture, "weights_sha256": digest, "weights_bytes": len(blob),
+                "metrics": metrics or {}, "code_version": code_version, "metadata": metadata or {},
+                "complete": False,
+            }
+            try:
+                self.collection.insert_one(doc)
+            except DuplicateKeyError:
+                continue  # another writer took this version number
+            self.blobs.put(blob, filename=model_id)
+            self.collection.update_one({"_id": model_id}, {"$set": {"complete": True}})
+            return ModelRecord.from_document(doc)
+        raise ModelStoreError(f"could not allocate a version for {name!r}: too many concurrent writers")
+
+    def record(self, model_id: str) -> ModelRecord:
+        """The record of one saved model; ModelStoreError when there is none."""
+        return ModelRecord.from_document(self._document(model_id))
+
+    def latest(self, name: str) -> ModelRecord | None:
+        """The highest complete version of `name` (for sensors and tools; assets use lineage)."""
+        doc = self.collection.find_one({"name": name, "complete": True}, sort=[("version", DESCENDING)])
+        return ModelRecord.from_document(doc) if doc else None
+
+    def load(self, model_id: str) -> LoadedModel:
+        """Rebuild the model, refusing missing or tampered weights with a ModelStoreError."""
+        doc = self._document(model_id)
+        blob_file = self.blobs.find_one({"filename": model_id})
+        if blob_file is None:
+            raise ModelStoreError(f"model {model_id}: weights are missing from the store")
+        blob = blob_file.read()
+        actual = sha256_hex(blob)
+        if actual != doc["weights_sha256"]:
+            raise ModelStoreError(
+                f"model {model_id}: weights sha256 {actual} does not match the recorded "
+                f"{doc['weights_sha256']} (tampered or corrupted)"
+            )
+        try:
+            model, extras = model_from_bytes(doc["architecture"], blob)
+        except ValueError as exc:
+            raise ModelStoreError(f"model {model_id}: {exc}") from exc
+        return LoadedModel(model, extras, ModelRecord.from_document(doc))
+
+    def _document(self, model_id: str) -> dict[str, Any]:
+        doc = self.collection.find_one({"_id": model_id})
+        if doc is None:
+            raise ModelStoreError(f"model {model_id} is not in {self.collection.full_name}")
+        if not doc.get("complete"):
+            raise ModelStoreError(f"model {model_id} was never completely written (its save was interrupted)")
+        return doc

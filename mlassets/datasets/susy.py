@@ -55,7 +55,7 @@ def read_susy(path: str | Path, nrows: int | None = None) -> pd.DataFrame:
     labels = values["label"].to_numpy()
     bad = np.flatnonzero((labels != 0) & (labels != 1))
     if bad.size:
-        raise DatasetFormatError(path, f"label {labels[bad[0]]!r} is not 0 or 1", line=int(bad[0]) + 1,
+        raise DatasetFormatError(path, f"label {float(labels[bad[0]]):g} is not 0 or 1", line=int(bad[0]) + 1,
                                  column="label")
     frame = values.astype({name: np.float32 for name in FEATURES})
     frame["label"] = labels.astype(np.int8)

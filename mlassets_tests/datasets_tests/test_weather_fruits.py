@@ -1,0 +1,51 @@
+"""Weather csv and Fruits-360 folder readers on the real files and on broken copies."""
+
+from pathlib import Path
+
+import pytest
+
+from mlassets.datasets.errors import DatasetFormatError
+from mlassets.datasets.fruits360 import find_fruits, list_fruit_files
+from mlassets.datasets.weather import FORECAST_INPUT, OBSERVED, TEST_OUTPUT, find_weather, read_weather
+
+
+def test_real_observations(data_dir: Path) -> None:
+    frame = read_weather(find_weather(data_dir, OBSERVED))
+    assert len(frame) == 11_231
+    assert str(frame["date"].iloc[0].date()) == "1990-01-01"
+    assert str(frame["date"].iloc[-1].date()) == "2020-09-30"
+    assert frame["temp"].max() == 399
+
+
+def test_real_other_files(data_dir: Path) -> None:
+    assert len(read_weather(find_weather(data_dir, TEST_OUTPUT))) == 92
+    assert list(read_weather(find_weather(data_dir, FORECAST_INPUT)).columns) == ["date", "temp", "wind", "rainfall"]
+
+
+def test_missing_column(tmp_path: Path) -> None:
+    path = tmp_path / OBSERVED
+    path.write_text("date,temp,wind,rainfall\n19900101,1,2,3\n")
+    with pytest.raises(DatasetFormatError, match=r"observed_1.csv: missing column\(s\) \['humidity'\]"):
+        read_weather(path)
+
+
+def test_non_numeric_value_names_line(tmp_path: Path) -> None:
+    path = tmp_path / OBSERVED
+    path.write_text("date,temp,wind,rainfall,humidity\n19900101,1,2,3,4\n19900102,x,2,3,4\n")
+    with pytest.raises(DatasetFormatError, match=r"line 3, column 'temp': non-numeric value 'x'"):
+        read_weather(path)
+
+
+def test_bad_date(tmp_path: Path) -> None:
+    path = tmp_path / OBSERVED
+    path.write_text("date,temp,wind,rainfall,humidity\n19901301,1,2,3,4\n")
+    with pytest.raises(DatasetFormatError, match=r"line 2, column 'date'"):
+        read_weather(path)
+
+
+def test_fruit_folders(data_dir: Path) -> None:
+    files = list_fruit_files(find_fruits(data_dir))
+    assert len(files) == 2060
+    assert files["label"].nunique() == 103
+    assert (files.groupby("label").size() == 20).all()
+    assert "Kumquats" in set(files["label"])

@@ -1,0 +1,92 @@
+"""Every environment binds the same resource keys; bad names and values fail naming the file and key."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import EnvVar
+
+from mlassets.environments import EnvironmentError_, available_environments, load_environment
+
+REPO = Path(__file__).resolve().parent.parent
+PROD_VARS = {
+    "MLASSETS_KAFKA_BOOTSTRAP": "broker-1:9096", "MLASSETS_KAFKA_USERNAME": "u", "MLASSETS_KAFKA_PASSWORD": "p",
+    "MLASSETS_MONGO_URI": "mongodb://db:27017/", "MLASSETS_LAKE_ROOT": "s3://bucket/lake",
+    "MLASSETS_DATA_DIR": "/data", "MLASSETS_SPARK_MASTER": "yarn",
+    "MINIO_ROOT_USER": "minio", "MINIO_ROOT_PASSWORD": "minio-secret",
+}
+
+
+def test_three_environments_exist() -> None:
+    assert available_environments() == ["docker", "local", "prod"]
+
+
+def test_every_environment_yields_the_same_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in PROD_VARS.items():
+        monkeypatch.setenv(name, value)
+    keys = {env: sorted(load_environment(env)) for env in available_environments()}
+    assert keys["local"] == ["datasets", "io_manager", "kafka", "lake", "mongo", "spark"]
+    assert keys["docker"] == keys["local"] == keys["prod"]
+
+
+def test_secrets_become_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in PROD_VARS.items():
+        monkeypatch.setenv(name, value)
+    prod = load_environment("prod")
+    assert prod["kafka"].sasl_password == EnvVar("MLASSETS_KAFKA_PASSWORD")
+    assert prod["mongo"].uri == EnvVar("MLASSETS_MONGO_URI")
+
+
+def test_unknown_environment_lists_the_valid_ones() -> None:
+    with pytest.raises(EnvironmentError_, match="unknown environment 'staging': choose one of docker, local, prod"):
+        load_environment("staging")
+
+
+
+
+def test_bad_value_names_file_and_key(tmp_path: Path) -> None:
+    folder = tmp_path
+    text = (REPO / "resources" / "local.yaml").read_text().replace(
+        "kafka:\n  bootstrap_servers", "kafka:\n  request_timeout_ms: soon\n  bootstrap_servers")
+    (folder / "local.yaml").write_text(text)
+    with pytest.raises(EnvironmentError_, match=r"local.yaml: kafka.request_timeout_ms: Input should be a valid integer"):
+        load_environment("local", folder)
+
+
+def test_unknown_and_missing_keys(tmp_path: Path) -> None:
+    (tmp_path / "local.yaml").write_text("kafka:\n  bootstrap_servers: x:1\nredis:\n  url: y\n")
+    with pytest.raises(EnvironmentError_, match=r"local.yaml: unknown resource key\(s\) \['redis'\]"):
+        load_environment("local", tmp_path)
+    (tmp_path / "local.yaml").write_text("kafka:\n  bootstrap_servers: x:1\n")
+    with pytest.raises(EnvironmentError_, match=r"resource key\(s\) \['datasets', 'lake', 'mongo', 'spark'\] are not bound"):
+        load_environment("local", tmp_path)
+
+
+def test_unset_nested_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLASSETS_SPARK_MASTER", raising=False)
+    (tmp_path / "prod.yaml").write_text((REPO / "resources" / "prod.yaml").read_text())
+    with pytest.raises(EnvironmentError_, match=r"prod.yaml: spark.spark_config.spark.master: environment variable"):
+        load_environment("prod", tmp_path)
+
+
+@pytest.mark.parametrize("env", ["local", "docker", "prod"])
+def test_dagster_definitions_validate(env: str, tmp_path: Path) -> None:
+    run_env = {**os.environ, **PROD_VARS, "MLASSETS_ENV": env, "DAGSTER_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-m", "mlassets.definitions"],
+        env=run_env, capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_unknown_env_fails_definitions_load(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-m", "mlassets.definitions"],
+        env={**os.environ, "MLASSETS_ENV": "nope", "DAGSTER_HOME": str(tmp_path)},
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "unknown environment 'nope'" in result.stdout + result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +53,10 @@ def _materialize(args: argparse.Namespace) -> int:
     LocalStack(StackSettings.from_env()).up()
     env = {**os.environ}
     env.setdefault("DAGSTER_HOME", str(Path(".mlassets/dagster_home").resolve()))
-    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if Path("dagster.yaml").is_file() and not (home / "dagster.yaml").exists():
+        shutil.copy("dagster.yaml", home / "dagster.yaml")
     dagster = Path(sys.executable).with_name("dagster")
     argv = [str(dagster), "job", "execute", "-m", "mlassets.definitions", "-j", args.job]
     print("$ " + " ".join(argv), flush=True)

@@ -63,6 +63,20 @@ def _materialize(args: argparse.Namespace) -> int:
     return subprocess.call(argv, env=env)
 
 
+def _stream_produce(args: argparse.Namespace) -> int:
+    """Publish CIFAR-10 images from simulated producers to Kafka."""
+    from mlassets.datasets.cifar10 import read_cifar10
+    from mlassets.environments import load_environment
+    from mlassets.streaming.image_producer import produce_images
+
+    resources = load_environment(args.env)
+    images = read_cifar10(resources["datasets"].path("cifar10"))
+    summary = produce_images(resources["kafka"], images, args.producers, args.images, args.rate, args.topic)
+    print(f"run {summary.run_id}: {summary.messages} images in {summary.seconds:.1f}s "
+          f"({summary.messages / max(summary.seconds, 1e-9):.0f} images/s) to {args.topic}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="mlassets", description=__doc__)
@@ -79,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--from", dest="source", help="copy and verify from this folder instead of downloading")
     fetch.add_argument("--dest", help=f"data directory (default $MLASSETS_DATA_DIR or {DEFAULT_DATA_DIR})")
     fetch.set_defaults(func=_data_fetch)
+
+    stream = sub.add_parser("stream", help="long-running streaming producers and services")
+    stream_sub = stream.add_subparsers(dest="stream_command", required=True)
+    produce = stream_sub.add_parser("produce", help="simulated IoT producers sending CIFAR-10 images to Kafka")
+    produce.add_argument("--producers", type=int, default=4, help="number of producer ids")
+    produce.add_argument("--images", type=int, default=1000, help="images per producer")
+    produce.add_argument("--rate", type=float, default=0.0, help="images/s per producer; 0 = as fast as possible")
+    produce.add_argument("--topic", default="image_data")
+    produce.add_argument("--env", default="local", help="resources/<env>.yaml to read the Kafka settings from")
+    produce.set_defaults(func=_stream_produce)
 
     run = sub.add_parser("materialize", help="start the local stack and run a job over the asset graph")
     run.add_argument("--job", default="main_job")

@@ -1,0 +1,1 @@
+"""Message codecs, producers and the batched consumer loop shared by assets and services."""

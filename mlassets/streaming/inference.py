@@ -1,0 +1,106 @@
+"""The batched inference loop: drain `image_data` as a consumer group, classify, upsert, then commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from kafka import TopicPartition
+from pymongo import UpdateOne
+from pymongo.collection import Collection
+
+from mlassets.datasets.cifar10 import LABELS
+from mlassets.resources.kafka import KafkaResource
+from mlassets.streaming.image_messages import BadMessage, ImageMessage, decode_image_message
+
+INFERENCE_GROUP = "mlassets-inference"
+Classifier = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class DrainSummary:
+    """Counts of one drain: stored documents, dead letters by reason, batches and seconds."""
+
+    stored: int = 0
+    dead_letters: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    seconds: float = 0.0
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(":", 1)[0]
+
+
+def drain_inference(kafka: KafkaResource, collection: Collection, classify: Classifier, model_version: str,
+                    topic: str = "image_data", group: str = INFERENCE_GROUP, batch_size: int = 256,
+                    stop_at_end: bool = True, idle_timeout_s: float = 10.0) -> DrainSummary:
+    """Classify every message up to the end offsets seen at start (or forever), committing after each write."""
+    consumer = kafka.consumer(group, topic, max_poll_records=batch_size)
+    dlq = kafka.producer()
+    summary = DrainSummary()
+    start = time.perf_counter()
+    end_offsets: dict[TopicPartition, int] = {}
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        end_offsets = consumer.end_offsets([TopicPartition(topic, p) for p in partitions]) if stop_at_end else {}
+        idle_since = time.monotonic()
+        while True:
+            polled = consumer.poll(timeout_ms=1000, max_records=batch_size)
+            records = [r for part in polled.values() for r in part]
+            if records:
+                idle_since = time.monotonic()
+                _process(records, collection, classify, model_version, dlq, f"{topic}.dlq", summary)
+                consumer.commit()
+                summary.batches += 1
+            if stop_at_end and _reached(consumer, end_offsets):
+                break
+            if stop_at_end and time.monotonic() - idle_since > idle_timeout_s:
+                break
+    finally:
+        dlq.close()
+        consumer.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _reached(consumer, end_offsets: dict[TopicPartition, int]) -> bool:
+    """True when every assigned partition's position is at or past its end offset seen at start."""
+    assigned = consumer.assignment()
+    if not assigned:
+        return not any(end_offsets.values())
+    return all(consumer.position(tp) >= end_offsets.get(tp, 0) for tp in assigned)
+
+
+def _process(records: list, collection: Collection, classify: Classifier, model_version: str, dlq,
+             dlq_topic: str, summary: DrainSummary) -> None:
+    good: list[tuple[object, ImageMessage]] = []
+    for record in records:
+        try:
+            good.append((record, decode_image_message(record.value)))
+        except BadMessage as exc:
+            dlq.send(dlq_topic, key=record.key, value=json.dumps({
+                "reason": exc.reason, "topic": record.topic, "partition": record.partition, "offset": record.offset,
+                "value": (record.value or b"")[:4096].decode("utf-8", errors="replace"),
+            }).encode())
+            summary.dead_letters += 1
+            kind = _reason_kind(exc.reason)
+            summary.reasons[kind] = summary.reasons.get(kind, 0) + 1
+    if good:
+        predicted, confidence = classify(np.stack([m.image for _, m in good]))
+        now = dt.datetime.now(dt.timezone.utc)
+        collection.bulk_write([
+            UpdateOne({"_id": m.id}, {"$set": {
+                "producer_id": m.producer_id, "seq": m.seq, "GroundTruth": m.ground_truth,
+                "InferredValue": LABELS[int(p)], "confidence": float(c), "model_version": model_version,
+                "inferred_at": now, "sent_at": dt.datetime.fromtimestamp(m.sent_at, dt.timezone.utc),
+                "partition": r.partition, "offset": r.offset,
+            }}, upsert=True)
+            for (r, m), p, c in zip(good, predicted, confidence)
+        ], ordered=False)
+        summary.stored += len(good)
+    dlq.flush()  # dead letters are durable before the offsets move past them

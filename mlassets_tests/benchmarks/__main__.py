@@ -1,0 +1,30 @@
+"""Run every benchmark: `python -m mlassets_tests.benchmarks [name ...]`, one JSON line per result."""
+
+from __future__ import annotations
+
+import sys
+
+from mlassets_tests.benchmarks import kafka_throughput
+from mlassets_tests.benchmarks.common import bench_stack
+
+BENCHMARKS = {"kafka": kafka_throughput.run}
+
+
+def main(names: list[str]) -> int:
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    stack = bench_stack()
+    started = stack.up()
+    try:
+        for name in names or list(BENCHMARKS):
+            BENCHMARKS[name](stack)
+    finally:
+        if started:
+            stack.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,87 @@
+"""The CIFAR-10 classifier asset: a ResNet-20-style CNN trained, evaluated and saved in the model store."""
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from mlassets.datasets.cifar10 import LABELS
+from mlassets.metadata import markdown_table, table_metadata
+from mlassets.resources import MongoResource
+
+MODEL_NAME = "cifar_classifier"
+MODEL_DATABASE = "image_database"
+MODEL_COLLECTION = "models"
+MIN_ACCURACY = 0.40
+
+
+class CifarClassifierConfig(Config):
+    """Training settings of the CIFAR-10 CNN."""
+
+    epochs: int = Field(default=4, ge=1, description="Passes over the training images.")
+    batch_size: int = Field(default=64, ge=1, description="Images per gradient step.")
+    train_images: int = Field(default=8000, ge=10, description="At most this many training images.")
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of images held out for evaluation.")
+    learning_rate: float = Field(default=1e-3, gt=0, description="Adam learning rate.")
+    blocks_per_stage: int = Field(default=3, ge=1, description="Residual blocks per stage (3 = ResNet-20).")
+    seed: int = Field(default=0, description="Seed of the split and of the weight initialisation.")
+
+
+def images_array(frame: pd.DataFrame) -> np.ndarray:
+    """The image bytes column as an (N, 32, 32, 3) uint8 array."""
+    return np.frombuffer(b"".join(frame["image"]), dtype=np.uint8).reshape(-1, 32, 32, 3)
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded disjoint (train, holdout) row indices."""
+    order = np.random.default_rng(seed).permutation(n)
+    cut = int(round(n * fraction))
+    return order[cut:], order[:cut]
+
+
+@asset(
+    code_version="1",
+    check_specs=[AssetCheckSpec("held_out_accuracy", asset="cifar_classifier",
+                                description=f"held-out accuracy is at least {MIN_ACCURACY}")],
+)
+def cifar_classifier(context: AssetExecutionContext, config: CifarClassifierConfig, mongo: MongoResource,
+                     cifar10_images: pd.DataFrame) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
+    """The trained CNN's model-store record (model_id, sha256, metrics); the weights live in the model store."""
+    import keras
+
+    from mlassets.models.cifar_resnet import build_cifar_resnet
+
+    images, labels = images_array(cifar10_images), cifar10_images["label"].to_numpy(np.int64)
+    train, holdout = holdout_split(len(labels), config.holdout_fraction, config.seed)
+    train = train[: config.train_images]
+    keras.utils.set_random_seed(config.seed)
+    model = build_cifar_resnet(config.blocks_per_stage)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(images[train].astype("float32"), labels[train], epochs=config.epochs,
+                        batch_size=config.batch_size, verbose=0)
+    probabilities = model.predict(images[holdout].astype("float32"), batch_size=256, verbose=0)
+    predicted = probabilities.argmax(axis=1)
+    accuracy = float((predicted == labels[holdout]).mean())
+    per_class = pd.DataFrame({
+        "class": LABELS,
+        "total": np.bincount(labels[holdout], minlength=10),
+        "correct": np.bincount(labels[holdout][predicted == labels[holdout]], minlength=10),
+    })
+    per_class["accuracy"] = per_class["correct"] / per_class["total"].clip(lower=1)
+    metrics = {"held_out_accuracy": accuracy, "train_images": int(len(train)), "held_out_images": int(len(holdout)),
+               "final_train_loss": float(history.history["loss"][-1])}
+    record = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).save(
+        MODEL_NAME, model, metrics=metrics, code_version=context.assets_def.code_versions_by_key[context.asset_key],
+        metadata={"config": config.model_dump(), "run_id": context.run_id},
+    )
+    frame = pd.DataFrame([{"model_id": record.model_id, "weights_sha256": record.weights_sha256,
+                           "held_out_accuracy": accuracy, "created_at": record.created_at}])
+    yield Output(frame, metadata={
+        **table_metadata(frame), "model_id": record.model_id, "parameters": int(model.count_params()),
+        "held_out_accuracy": accuracy, "per_class": MetadataValue.md(markdown_table(per_class)),
+    })
+    yield AssetCheckResult(check_name="held_out_accuracy", passed=accuracy >= MIN_ACCURACY,
+                           metadata={"accuracy": accuracy, "threshold": MIN_ACCURACY})

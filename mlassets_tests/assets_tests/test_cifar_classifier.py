@@ -1,0 +1,46 @@
+"""The classifier asset on real CIFAR-10 images with a small config, saved to and reloaded from FerretDB."""
+
+import numpy as np
+from dagster import materialize
+
+from mlassets.assets.iot.classifier import (
+    MODEL_COLLECTION,
+    MODEL_DATABASE,
+    cifar_classifier,
+    holdout_split,
+    images_array,
+)
+from mlassets.assets.iot.images import cifar10_images
+from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, MongoResource
+
+
+def test_holdout_split_is_disjoint_and_seeded() -> None:
+    train, holdout = holdout_split(100, 0.2, 3)
+    assert len(holdout) == 20 and not set(train) & set(holdout)
+    assert (holdout_split(100, 0.2, 3)[1] == holdout).all()
+
+
+def test_small_training_run_is_stored_and_loads_strictly(stack, data_dir, local_resources, tmp_path) -> None:
+    mongo = MongoResource(uri=stack.mongo_uri)
+    result = materialize(
+        [cifar10_images, cifar_classifier],
+        resources={"datasets": DatasetsResource(data_dir=str(data_dir)), "mongo": mongo,
+                   "io_manager": LakeParquetIOManager(lake=LakeResource(root=str(tmp_path)),
+                                                      spark=local_resources["spark"])},
+        run_config={"ops": {"cifar_classifier": {"config": {"epochs": 1, "train_images": 600,
+                                                            "blocks_per_stage": 1}}}},
+    )
+    assert result.success
+    record = result.output_for_node("cifar_classifier").iloc[0]
+    store = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION)
+    loaded = store.load(record["model_id"])
+    assert loaded.record.weights_sha256 == record["weights_sha256"]
+    assert loaded.record.metrics["train_images"] == 600
+    assert loaded.record.code_version == "1"
+    assert 0.0 <= loaded.record.metrics["held_out_accuracy"] <= 1.0
+    frame = result.output_for_node("cifar10_images")
+    probabilities = loaded.model.predict(images_array(frame.head(8)).astype("float32"), verbose=0)
+    assert probabilities.shape == (8, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "held_out_accuracy")
+    assert check.passed == (record["held_out_accuracy"] >= 0.40)

@@ -17,21 +17,22 @@ def build_cifar_resnet(blocks_per_stage: int = 3, base_filters: int = 16, classe
     from keras import layers
 
     inputs = keras.Input(shape=(32, 32, 3), name="image")
-    x = layers.Rescaling(1.0 / 255.0)(inputs)
+    x = layers.RandomFlip("horizontal", seed=0)(inputs)  # active in training only
+    x = layers.Rescaling(1.0 / 255.0)(x)
     x = layers.Normalization(mean=list(CIFAR_MEAN), variance=[s * s for s in CIFAR_STD])(x)
     x = layers.Conv2D(base_filters, 3, padding="same", use_bias=False)(x)
-    x = layers.Activation("relu")(layers.BatchNormalization()(x))
+    x = layers.Activation("relu")(layers.BatchNormalization(momentum=0.9)(x))
     for stage in range(3):
         filters = base_filters * 2**stage
         for block in range(blocks_per_stage):
             stride = 2 if stage > 0 and block == 0 else 1
             shortcut = x
             y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
-            y = layers.Activation("relu")(layers.BatchNormalization()(y))
+            y = layers.Activation("relu")(layers.BatchNormalization(momentum=0.9)(y))
             y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-            y = layers.BatchNormalization()(y)
+            y = layers.BatchNormalization(momentum=0.9)(y)
             if stride != 1 or shortcut.shape[-1] != filters:
-                shortcut = layers.BatchNormalization()(
+                shortcut = layers.BatchNormalization(momentum=0.9)(
                     layers.Conv2D(filters, 1, strides=stride, use_bias=False)(shortcut))
             x = layers.Activation("relu")(layers.Add()([shortcut, y]))
     x = layers.GlobalAveragePooling2D()(x)

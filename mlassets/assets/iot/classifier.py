@@ -20,7 +20,7 @@ MIN_ACCURACY = 0.40
 class CifarClassifierConfig(Config):
     """Training settings of the CIFAR-10 CNN."""
 
-    epochs: int = Field(default=4, ge=1, description="Passes over the training images.")
+    epochs: int = Field(default=5, ge=1, description="Passes over the training images.")
     batch_size: int = Field(default=64, ge=1, description="Images per gradient step.")
     train_images: int = Field(default=8000, ge=10, description="At most this many training images.")
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of images held out for evaluation.")

@@ -29,9 +29,6 @@ class LakeParquetIOManager(ConfigurableIOManager):
     def _partition_keys(self, context: InputContext | OutputContext) -> list[str | None]:
         if not context.has_asset_partitions:
             return [None]
-        if isinstance(context, OutputContext):
-            return [context.asset_partition_key] if len(context.asset_partition_keys) == 1 else list(
-                context.asset_partition_keys)
         return list(context.asset_partition_keys)
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:

@@ -41,7 +41,8 @@ def _data_fetch(args: argparse.Namespace) -> int:
     dest.mkdir(parents=True, exist_ok=True)
     if args.source:
         source = Path(args.source).resolve()
-        copy_local(source, [n for n in names if (source / n).is_dir()] if not args.datasets else names, dest)
+        # by default copy whatever the folder has; named datasets must be there
+        copy_local(source, names if args.datasets else [n for n in names if (source / n).is_dir()], dest)
     else:
         fetch_official(names, dest)
     print(f"datasets in {dest}")

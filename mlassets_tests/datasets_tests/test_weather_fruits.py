@@ -22,24 +22,16 @@ def test_real_other_files(data_dir: Path) -> None:
     assert list(read_weather(find_weather(data_dir, FORECAST_INPUT)).columns) == ["date", "temp", "wind", "rainfall"]
 
 
-def test_missing_column(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "message"), [
+    ("date,temp,wind,rainfall\n19900101,1,2,3\n", r"observed_1.csv: missing column\(s\) \['humidity'\]"),
+    ("date,temp,wind,rainfall,humidity\n19900101,1,2,3,4\n19900102,x,2,3,4\n",
+     r"line 3, column 'temp': non-numeric value 'x'"),
+    ("date,temp,wind,rainfall,humidity\n19901301,1,2,3,4\n", r"line 2, column 'date'"),
+])
+def test_malformed_file_names_the_problem(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / OBSERVED
-    path.write_text("date,temp,wind,rainfall\n19900101,1,2,3\n")
-    with pytest.raises(DatasetFormatError, match=r"observed_1.csv: missing column\(s\) \['humidity'\]"):
-        read_weather(path)
-
-
-def test_non_numeric_value_names_line(tmp_path: Path) -> None:
-    path = tmp_path / OBSERVED
-    path.write_text("date,temp,wind,rainfall,humidity\n19900101,1,2,3,4\n19900102,x,2,3,4\n")
-    with pytest.raises(DatasetFormatError, match=r"line 3, column 'temp': non-numeric value 'x'"):
-        read_weather(path)
-
-
-def test_bad_date(tmp_path: Path) -> None:
-    path = tmp_path / OBSERVED
-    path.write_text("date,temp,wind,rainfall,humidity\n19901301,1,2,3,4\n")
-    with pytest.raises(DatasetFormatError, match=r"line 2, column 'date'"):
+    path.write_text(text)
+    with pytest.raises(DatasetFormatError, match=message):
         read_weather(path)
 
 

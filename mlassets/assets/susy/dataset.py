@@ -7,7 +7,7 @@ from dagster import Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from mlassets.datasets.susy import FEATURES, find_susy, read_susy
-from mlassets.metadata import markdown_table, table_metadata
+from mlassets.metadata import column_schema, markdown_table, table_metadata
 from mlassets.resources import DatasetsResource
 
 
@@ -37,7 +37,7 @@ def susy_dataset(config: SusyDatasetConfig, datasets: DatasetsResource) -> Outpu
     summary = frame.groupby("split")["label"].agg(rows="size", signal_share="mean").reset_index()
     return Output(frame, metadata={
         **table_metadata(frame[["row_id", "split", "label", *FEATURES[:4]]]),
-        "dagster/column_schema": table_metadata(frame)["dagster/column_schema"],
+        "dagster/column_schema": column_schema(frame),
         "source": str(path),
         "splits": MetadataValue.md(markdown_table(summary)),
     })

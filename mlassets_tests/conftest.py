@@ -22,7 +22,7 @@ def shared_data_dir() -> Path:
 def test_stack_settings() -> StackSettings:
     """Ports and directories of the test stack, apart from a developer's running `mlassets stack up`."""
     return StackSettings.from_env(
-        run_dir=REPO / ".mlassets" / "test-stack",
+        run_dir=Path(os.environ.get("MLASSETS_TEST_STACK_DIR", REPO / ".mlassets" / "test-stack")).resolve(),
         cache_dir=REPO / ".cache",
         kafka_port=int(os.environ.get("MLASSETS_TEST_KAFKA_PORT", 19092)),
         kafka_controller_port=int(os.environ.get("MLASSETS_TEST_KAFKA_CONTROLLER_PORT", 19093)),

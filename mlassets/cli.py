@@ -50,7 +50,10 @@ def _data_fetch(args: argparse.Namespace) -> int:
 
 
 def _materialize(args: argparse.Namespace) -> int:
-    """Start the stack and materialise the whole asset graph through the dagster CLI."""
+    """Start the stack and materialise every asset: one `dagster asset materialize` per partitions definition."""
+    from mlassets.definitions import defs
+    from mlassets.jobs import main_steps
+
     LocalStack(StackSettings.from_env()).up()
     env = {**os.environ}
     env.setdefault("DAGSTER_HOME", str(Path(".mlassets/dagster_home").resolve()))
@@ -59,9 +62,15 @@ def _materialize(args: argparse.Namespace) -> int:
     if Path("dagster.yaml").is_file() and not (home / "dagster.yaml").exists():
         shutil.copy("dagster.yaml", home / "dagster.yaml")
     dagster = Path(sys.executable).with_name("dagster")
-    argv = [str(dagster), "job", "execute", "-m", "mlassets.definitions", "-j", args.job]
-    print("$ " + " ".join(argv), flush=True)
-    return subprocess.call(argv, env=env)
+    steps = main_steps(defs.resolve_asset_graph())
+    for number, step in enumerate(steps, 1):
+        argv = [str(dagster), *step.cli_args()]
+        print(f"[{number}/{len(steps)}] $ " + " ".join(argv[1:]), flush=True)
+        code = subprocess.call(argv, env=env)
+        if code:
+            print(f"mlassets: step {number} failed (exit {code}); later steps were not run", file=sys.stderr)
+            return code
+    return 0
 
 
 def _stream_produce(args: argparse.Namespace) -> int:
@@ -105,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--env", default="local", help="resources/<env>.yaml to read the Kafka settings from")
     produce.set_defaults(func=_stream_produce)
 
-    run = sub.add_parser("materialize", help="start the local stack and run a job over the asset graph")
-    run.add_argument("--job", default="main_job")
+    run = sub.add_parser("materialize", help="start the local stack and materialise every asset (the main run)")
     run.set_defaults(func=_materialize)
     return parser
 

@@ -43,7 +43,7 @@ def test_steps_follow_dependencies_and_partitions() -> None:
     steps = main_steps(graph, NOW)
     assert steps[0] == MainStep((AssetKey("source"),))
     # the two partitioned runs only need `source`; their order between themselves is free
-    daily, chunked = sorted(steps[1:3], key=lambda step: step.partitions[0], reverse=True)
+    daily, chunked = sorted(steps[1:3], key=lambda step: step.partitions[0])
     assert daily == MainStep((AssetKey("daily_table"), AssetKey("daily_other")), ("2026-11-21", "2026-11-21"))
     assert chunked == MainStep((AssetKey("chunks"),), ("chunk-00", "chunk-02"))
     assert steps[3] == MainStep((AssetKey("summary"),))

@@ -98,9 +98,13 @@ class ModelStore:
         doc = self.collection.find_one({"name": name, "complete": True}, sort=[("version", DESCENDING)])
         return ModelRecord.from_document(doc) if doc else None
 
-    def load(self, model_id: str) -> LoadedModel:
-        """Rebuild the model, refusing missing or tampered weights with a ModelStoreError."""
+    def load_bytes(self, model_id: str) -> tuple[str, bytes, ModelRecord]:
+        """The architecture JSON and verified weights blob (to ship to workers), refusing missing or tampered weights."""
         doc = self._document(model_id)
+        return doc["architecture"], self._verified_blob(doc), ModelRecord.from_document(doc)
+
+    def _verified_blob(self, doc: dict[str, Any]) -> bytes:
+        model_id = doc["_id"]
         blob_file = self.blobs.find_one({"filename": model_id})
         if blob_file is None:
             raise ModelStoreError(f"model {model_id}: weights are missing from the store")
@@ -111,6 +115,12 @@ class ModelStore:
                 f"model {model_id}: weights sha256 {actual} does not match the recorded "
                 f"{doc['weights_sha256']} (tampered or corrupted)"
             )
+        return blob
+
+    def load(self, model_id: str) -> LoadedModel:
+        """Rebuild the model, refusing missing or tampered weights with a ModelStoreError."""
+        doc = self._document(model_id)
+        blob = self._verified_blob(doc)
         try:
             model, extras = model_from_bytes(doc["architecture"], blob)
         except ValueError as exc:

@@ -1,0 +1,213 @@
+"""The `trainData` wire format (key = label text, value = 18 comma-separated features), its producer and reader."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from kafka import TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from mlassets.models.susy_mlp import N_FEATURES
+from mlassets.resources.kafka import KafkaResource
+from mlassets.streaming.image_messages import BadMessage
+
+TRAIN_TOPIC = "trainData"
+TRAINER_GROUP = "mlassets-susy-trainer"
+LABEL_KEYS = {b"1.0": 1, b"0.0": 0}
+
+
+def dlq_topic(topic: str) -> str:
+    """The dead-letter topic of a topic."""
+    return f"{topic}.dlq"
+
+
+def encode_train_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """The (key, value) of each row: key `"1.0"`/`"0.0"`, value the features as shortest round-trip float32 text."""
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or features.shape[1] != N_FEATURES:
+        raise ValueError(f"expected an (N, {N_FEATURES}) feature array, got {features.shape}")
+    buffer = io.StringIO()
+    np.savetxt(buffer, features, fmt="%.9g", delimiter=",")
+    values = buffer.getvalue().encode("ascii").splitlines()
+    keys = [b"1.0" if int(label) == 1 else b"0.0" for label in labels]
+    return list(zip(keys, values))
+
+
+def decode_train_message(key: bytes | None, value: bytes | None) -> tuple[int, np.ndarray]:
+    """The label (0/1) and the 18 float32 features of one message; BadMessage says what is wrong."""
+    if key is None or key == b"":
+        raise BadMessage("missing key: expected the label text 1.0 or 0.0")
+    label = LABEL_KEYS.get(key.strip())
+    if label is None:
+        try:
+            number = float(key)
+        except ValueError:
+            number = None
+        if number not in (0.0, 1.0):
+            raise BadMessage(f"invalid key: {key[:40]!r} is not the label text 1.0 or 0.0")
+        label = int(number)
+    if not value:
+        raise BadMessage("empty value: expected 18 comma-separated features")
+    fields = value.split(b",")
+    if len(fields) != N_FEATURES:
+        raise BadMessage(f"wrong field count: expected {N_FEATURES}, got {len(fields)}")
+    try:
+        numbers = [float(f) for f in fields]
+    except ValueError:
+        bad = next(f for f in fields if not _is_float(f))
+        raise BadMessage(f"non-numeric value: {bad[:40]!r}") from None
+    if not all(math.isfinite(n) for n in numbers):
+        raise BadMessage("non-finite value: NaN or infinity among the features")
+    return label, np.asarray(numbers, dtype=np.float32)
+
+
+def _is_float(text: bytes) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def reason_kind(reason: str) -> str:
+    """The stable part of a DLQ reason (before the colon), used for counts."""
+    return reason.split(":", 1)[0]
+
+
+def ensure_topic(kafka: KafkaResource, topic: str, partitions: int) -> int:
+    """Create the topic when absent; returns its partition count."""
+    admin = kafka.admin()
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+    consumer = kafka.consumer(None)
+    try:
+        deadline = time.monotonic() + 30
+        while not (found := consumer.partitions_for_topic(topic)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {topic} has no partitions after 30 s")
+            time.sleep(0.2)
+            consumer.topics()  # refresh metadata
+        return len(found)
+    finally:
+        consumer.close()
+
+
+@dataclass
+class ProduceResult:
+    """What one production wrote: per partition the first and one-past-last offsets, rows and seconds."""
+
+    ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
+    rows: int = 0
+    seconds: float = 0.0
+
+
+def produce_train_rows(kafka: KafkaResource, topic: str, labels: np.ndarray, features: np.ndarray,
+                       partitions: int, batch_rows: int = 50_000) -> ProduceResult:
+    """Send every row (row i to partition i mod partitions) through one idempotent batching producer."""
+    producer = kafka.producer()
+    result = ProduceResult()
+    errors: list[BaseException] = []
+
+    def sent(metadata) -> None:
+        low, high = result.ranges.get(metadata.partition, (metadata.offset, metadata.offset + 1))
+        result.ranges[metadata.partition] = (min(low, metadata.offset), max(high, metadata.offset + 1))
+
+    start = time.perf_counter()
+    try:
+        for first in range(0, len(labels), batch_rows):
+            rows = encode_train_rows(labels[first:first + batch_rows], features[first:first + batch_rows])
+            for i, (key, value) in enumerate(rows, start=first):
+                future = producer.send(topic, key=key, value=value, partition=i % partitions)
+                future.add_callback(sent).add_errback(errors.append)
+        producer.flush()
+    finally:
+        producer.close()
+    result.seconds = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(labels)} sends to {topic} failed; first: {errors[0]!r}")
+    result.rows = sum(high - low for low, high in result.ranges.values())
+    return result
+
+
+@dataclass
+class TrainRows:
+    """Rows read from the topic: labels, features, dead letters by reason, and the offsets read."""
+
+    labels: np.ndarray
+    features: np.ndarray
+    dead_letters: int
+    reasons: dict[str, int]
+    ranges: dict[int, tuple[int, int]]
+    seconds: float
+
+
+def read_train_rows(kafka: KafkaResource, topic: str, ranges: dict[int, tuple[int, int]],
+                    group: str = TRAINER_GROUP, idle_timeout_s: float = 30.0, batch_size: int = 5000) -> TrainRows:
+    """Read exactly the offsets [start, end) of each partition as `group`; bad messages go to `<topic>.dlq`."""
+    consumer = kafka.consumer(group, max_poll_records=batch_size, fetch_max_bytes=32 * 2**20)
+    dlq = kafka.producer()
+    wanted = {TopicPartition(topic, p): (low, high) for p, (low, high) in ranges.items() if high > low}
+    labels: list[int] = []
+    features: list[np.ndarray] = []
+    reasons: dict[str, int] = {}
+    start = time.perf_counter()
+    try:
+        consumer.assign(list(wanted))
+        for tp, (low, _) in wanted.items():
+            consumer.seek(tp, low)
+        pending = set(wanted)
+        idle_since = time.monotonic()
+        while pending:
+            polled = consumer.poll(timeout_ms=1000)
+            for tp, records in polled.items():
+                high = wanted[tp][1]
+                for record in records:
+                    if record.offset >= high:
+                        break
+                    try:
+                        label, row = decode_train_message(record.key, record.value)
+                    except BadMessage as exc:
+                        _dead_letter(dlq, record, exc.reason)
+                        kind = reason_kind(exc.reason)
+                        reasons[kind] = reasons.get(kind, 0) + 1
+                        continue
+                    labels.append(label)
+                    features.append(row)
+            if polled:
+                idle_since = time.monotonic()
+            for tp in list(pending):
+                if consumer.position(tp) >= wanted[tp][1]:
+                    consumer.pause(tp)
+                    pending.discard(tp)
+            if pending and time.monotonic() - idle_since > idle_timeout_s:
+                missing = ", ".join(f"partition {tp.partition} at {consumer.position(tp)} of {wanted[tp]}"
+                                    for tp in sorted(pending))
+                raise RuntimeError(f"{topic}: no messages for {idle_timeout_s:.0f} s while reading {missing} "
+                                   "(deleted by retention, or the range was never written)")
+        dlq.flush()  # dead letters are durable before the group's offsets move past them
+        consumer.commit({tp: OffsetAndMetadata(high, "", -1) for tp, (_, high) in wanted.items()})
+    finally:
+        dlq.close()
+        consumer.close()
+    array = np.stack(features) if features else np.empty((0, N_FEATURES), dtype=np.float32)
+    return TrainRows(np.asarray(labels, dtype=np.int8), array, sum(reasons.values()), reasons,
+                     {tp.partition: r for tp, r in wanted.items()}, time.perf_counter() - start)
+
+
+def _dead_letter(dlq, record, reason: str) -> None:
+    dlq.send(dlq_topic(record.topic), key=record.key, value=json.dumps({
+        "reason": reason, "topic": record.topic, "partition": record.partition, "offset": record.offset,
+        "key": (record.key or b"")[:256].decode("utf-8", errors="replace"),
+        "value": (record.value or b"")[:4096].decode("utf-8", errors="replace"),
+    }).encode())

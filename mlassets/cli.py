@@ -70,7 +70,20 @@ def _materialize(args: argparse.Namespace) -> int:
         if code:
             print(f"mlassets: step {number} failed (exit {code}); later steps were not run", file=sys.stderr)
             return code
+    for step in steps:
+        if "producer_error_counts" in {key.to_user_string() for key in step.assets} and step.partitions:
+            _print_producer_table(step.partitions[1])
     return 0
+
+
+def _print_producer_table(day: str) -> None:
+    """Print the day's per-producer error table from the lake (what the main run reports at the end)."""
+    from mlassets.definitions import ENVIRONMENT
+    from mlassets.environments import load_environment
+    from mlassets.metadata import markdown_table
+
+    table = load_environment(ENVIRONMENT)["lake"].read_parquet("producer_error_counts", day)
+    print(f"\nWrong inferences per producer on {day} (UTC):\n{markdown_table(table)}", flush=True)
 
 
 def _stream_produce(args: argparse.Namespace) -> int:
@@ -84,6 +97,41 @@ def _stream_produce(args: argparse.Namespace) -> int:
     summary = produce_images(resources["kafka"], images, args.producers, args.images, args.rate, args.topic)
     print(f"run {summary.run_id}: {summary.messages} images in {summary.seconds:.1f}s "
           f"({summary.messages / max(summary.seconds, 1e-9):.0f} images/s) to {args.topic}")
+    return 0
+
+
+def _stream_infer(args: argparse.Namespace) -> int:
+    """Classify image messages as they arrive (or up to the current end with --drain), until SIGTERM/SIGINT."""
+    import signal
+
+    from mlassets.assets.iot.classifier import MODEL_COLLECTION, MODEL_DATABASE
+    from mlassets.assets.iot.inference import INFERENCE_COLLECTION
+    from mlassets.environments import load_environment
+    from mlassets.streaming.inference import drain_inference, model_classifier
+
+    resources = load_environment(args.env)
+    model_id = args.model_id
+    if model_id is None:
+        lake = resources["lake"]
+        if not lake.exists("cifar_classifier"):
+            print("mlassets: no cifar_classifier in the lake; materialise it or pass --model-id", file=sys.stderr)
+            return 1
+        model_id = str(lake.read_parquet("cifar_classifier", columns=["model_id"])["model_id"].iloc[0])
+    mongo = resources["mongo"]
+    model = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).load(model_id).model
+    stop = {"now": False}
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    print(f"classifying {args.topic} with {model_id} as group {args.group}", flush=True)
+    summary = drain_inference(resources["kafka"], mongo.client()[args.database][INFERENCE_COLLECTION],
+                              model_classifier(model), model_id, topic=args.topic, group=args.group,
+                              batch_size=args.batch_size, stop_at_end=args.drain, should_stop=lambda: stop["now"])
+    print(f"{summary.stored} stored, {summary.dead_letters} dead letters {summary.reasons or ''} "
+          f"in {summary.seconds:.1f}s", flush=True)
     return 0
 
 
@@ -113,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--topic", default="image_data")
     produce.add_argument("--env", default="local", help="resources/<env>.yaml to read the Kafka settings from")
     produce.set_defaults(func=_stream_produce)
+    infer = stream_sub.add_parser("infer", help="the inference service: classify image messages into MongoDB")
+    infer.add_argument("--model-id", help="model store id, e.g. cifar_classifier:v3 (default: the asset's current one)")
+    infer.add_argument("--batch-size", type=int, default=256, help="messages classified and written per batch")
+    infer.add_argument("--topic", default="image_data")
+    infer.add_argument("--group", default="mlassets-inference", help="consumer group (share it to scale out)")
+    infer.add_argument("--database", default="image_database", help="Mongo database of the inferences collection")
+    infer.add_argument("--drain", action="store_true", help="stop at the end offsets seen at start")
+    infer.add_argument("--env", default="local", help="resources/<env>.yaml to read the settings from")
+    infer.set_defaults(func=_stream_infer)
 
     run = sub.add_parser("materialize", help="start the local stack and materialise every asset (the main run)")
     run.set_defaults(func=_materialize)

@@ -6,6 +6,7 @@ from dagster import Definitions, load_assets_from_package_module
 
 from mlassets.assets import fruits, iot, susy, weather
 from mlassets.environments import load_environment
+from mlassets.jobs import iot_daily_tables_job
 from mlassets.schedules import SCHEDULES
 from mlassets.sensors import SENSORS
 
@@ -18,6 +19,7 @@ defs = Definitions(
         *load_assets_from_package_module(fruits, group_name="fruits"),
         *load_assets_from_package_module(weather, group_name="weather"),
     ],
+    jobs=[iot_daily_tables_job],
     sensors=SENSORS,
     schedules=SCHEDULES,
     resources=load_environment(ENVIRONMENT),

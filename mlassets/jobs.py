@@ -3,8 +3,10 @@
 import datetime as dt
 from dataclasses import dataclass
 
-from dagster import AssetKey, PartitionsDefinition, TimeWindowPartitionsDefinition
+from dagster import AssetKey, AssetSelection, PartitionsDefinition, TimeWindowPartitionsDefinition, define_asset_job
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
+
+from mlassets.partitions import INFERENCE_DAYS
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,11 @@ def main_steps(graph: BaseAssetGraph, now: dt.datetime | None = None) -> list[Ma
         else:
             steps.append((level, pdef, [key]))
     return [MainStep(tuple(keys), main_partitions(pdef, now)) for _, pdef, keys in steps]
+
+
+iot_daily_tables_job = define_asset_job(
+    "iot_daily_tables_job",
+    selection=AssetSelection.assets("producer_error_counts", "class_accuracy"),
+    partitions_def=INFERENCE_DAYS,
+    description="The per-day error tables of the inference records (one Spark job per run, any day range).",
+)

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from kafka import TopicPartition
@@ -16,6 +17,9 @@ from pymongo.collection import Collection
 from mlassets.datasets.cifar10 import LABELS
 from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.image_messages import BadMessage, ImageMessage, decode_image_message
+
+if TYPE_CHECKING:
+    import keras
 
 INFERENCE_GROUP = "mlassets-inference"
 Classifier = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -38,8 +42,9 @@ def _reason_kind(reason: str) -> str:
 
 def drain_inference(kafka: KafkaResource, collection: Collection, classify: Classifier, model_version: str,
                     topic: str = "image_data", group: str = INFERENCE_GROUP, batch_size: int = 256,
-                    stop_at_end: bool = True, idle_timeout_s: float = 10.0) -> DrainSummary:
-    """Classify every message up to the end offsets seen at start (or forever), committing after each write."""
+                    stop_at_end: bool = True, idle_timeout_s: float = 10.0,
+                    should_stop: Callable[[], bool] = lambda: False) -> DrainSummary:
+    """Classify every message up to the end offsets seen at start (or until should_stop), committing after writes."""
     consumer = kafka.consumer(group, topic, max_poll_records=batch_size)
     dlq = kafka.producer()
     summary = DrainSummary()
@@ -61,11 +66,23 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
                 break
             if stop_at_end and time.monotonic() - idle_since > idle_timeout_s:
                 break
+            if should_stop():
+                break
     finally:
         dlq.close()
         consumer.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def model_classifier(model: "keras.Model") -> Classifier:
+    """A Classifier over uint8 (N, 32, 32, 3) images: the model's arg-max class and its probability."""
+
+    def classify(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probabilities = np.asarray(model.predict_on_batch(images.astype("float32")))
+        return probabilities.argmax(axis=1), probabilities.max(axis=1)
+
+    return classify
 
 
 def _reached(consumer, end_offsets: dict[TopicPartition, int]) -> bool:

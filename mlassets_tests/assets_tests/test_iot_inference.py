@@ -1,0 +1,101 @@
+"""inference_records and the image_data lag sensor against the real broker and FerretDB."""
+
+import json
+
+import pandas as pd
+from dagster import (AssetCheckSeverity, AssetKey, MaterializeResult, SensorResult, build_asset_context,
+                     build_sensor_context, instance_for_test)
+
+from mlassets.assets.iot.inference import InferenceRecordsConfig, inference_records
+from mlassets.datasets.cifar10 import LABELS, read_cifar10
+from mlassets.resources import KafkaResource, MongoResource
+from mlassets.sensors import build_image_data_lag_sensor
+from mlassets.stack import StackSettings
+from mlassets.streaming.image_messages import encode_image_message
+from mlassets.streaming.image_producer import produce_images
+from mlassets_tests.iot_helpers import create_topic, small_model_id
+
+
+def test_inference_records_upserts_each_id_once_and_dead_letters_bad_messages(stack: StackSettings, data_dir,
+                                                                              unique: str) -> None:
+    topic, database = f"image_data_{unique}", f"image_database_{unique}"
+    kafka = create_topic(stack, topic)
+    mongo = MongoResource(uri=stack.mongo_uri)
+    images = read_cifar10(data_dir / "cifar10")
+    sent = produce_images(kafka, images, producers=3, images_per_producer=20, topic=topic, progress=False)
+    producer = kafka.producer()
+    duplicate = encode_image_message("dup-1", "producer-9", 0, "cat", images.images[3], 1.0)
+    producer.send(topic, key=duplicate[0], value=duplicate[1])
+    producer.send(topic, key=duplicate[0], value=duplicate[1])
+    producer.send(topic, key=b"producer-9", value=b"not json at all")
+    producer.flush()
+    producer.close()
+
+    model_id = small_model_id(mongo)
+    config = InferenceRecordsConfig(topic=topic, group=f"g-{unique}", database=database, batch_size=16,
+                                    idle_timeout_s=5)
+    result, check = list(inference_records(build_asset_context(), config=config, kafka=kafka, mongo=mongo,
+                                           cifar_classifier=pd.DataFrame({"model_id": [model_id]})))
+    assert isinstance(result, MaterializeResult)
+    assert result.metadata["stored"] == 62 and result.metadata["dead_letters"] == 1
+    assert result.metadata["model_version"] == model_id
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+
+    docs = list(mongo.client()[database]["inferences"].find({}))
+    assert len(docs) == 61  # 60 images plus the duplicated one, stored once
+    assert {d["_id"] for d in docs} == {f"{sent.run_id}-producer-{p}-{s}" for p in (1, 2, 3) for s in range(20)} | {
+        "dup-1"}
+    assert all(d["InferredValue"] in LABELS and 0 <= d["confidence"] <= 1 for d in docs)
+    assert all(d["model_version"] == model_id and d["GroundTruth"] in LABELS for d in docs)
+    assert all({"producer_id", "inferred_at", "partition", "offset"} <= d.keys() for d in docs)
+
+    dlq = kafka.consumer(None, f"{topic}.dlq", consumer_timeout_ms=5000)
+    letters = [json.loads(r.value) for r in dlq]
+    dlq.close()
+    assert [letter["reason"].split(":")[0] for letter in letters] == ["invalid JSON"]
+    assert letters[0]["value"] == "not json at all"
+
+
+def _commit_everything(kafka: KafkaResource, topic: str, group: str) -> None:
+    consumer = kafka.consumer(group, topic, consumer_timeout_ms=3000)
+    for _ in consumer:
+        pass
+    consumer.commit()
+    consumer.close()
+
+
+def test_lag_sensor_requests_a_run_once_per_end_offsets(stack: StackSettings, data_dir, unique: str) -> None:
+    topic, group = f"image_data_{unique}", f"g-{unique}"
+    kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
+    sensor = build_image_data_lag_sensor(threshold=10, topic=topic, group=group)
+    with instance_for_test() as instance:
+        def tick(cursor: str | None) -> SensorResult:
+            return sensor(build_sensor_context(instance=instance, cursor=cursor, resources={"kafka": kafka}))
+
+        missing = tick(None)
+        assert not missing.run_requests and "does not exist" in missing.skip_reason.skip_message
+        assert topic not in kafka.admin().list_topics()  # reading offsets never creates the topic
+
+        create_topic(stack, topic)
+        produce_images(kafka, read_cifar10(data_dir / "cifar10"), producers=2, images_per_producer=4, topic=topic,
+                       progress=False)
+        below = tick(None)
+        assert not below.run_requests and below.skip_reason.skip_message == "lag 8 < threshold 10"
+        assert below.asset_events[0].asset_key == AssetKey(topic)
+        assert below.asset_events[0].metadata["lag"].value == 8
+
+        produce_images(kafka, read_cifar10(data_dir / "cifar10"), producers=2, images_per_producer=2, topic=topic,
+                       progress=False)
+        due = tick(None)
+        (request,) = due.run_requests
+        assert request.run_key == due.cursor and due.cursor.startswith(f"{topic}@")
+        assert request.asset_selection == [AssetKey("inference_records")]
+        assert due.asset_events[0].metadata["lag"].value == 12
+        assert sum(due.asset_events[0].metadata["end_offsets"].value.values()) == 12
+
+        again = tick(due.cursor)  # same end offsets: no second run
+        assert not again.run_requests and again.cursor is None
+
+        _commit_everything(kafka, topic, group)
+        caught_up = tick(due.cursor)
+        assert not caught_up.run_requests and caught_up.asset_events[0].metadata["lag"].value == 0

@@ -19,6 +19,7 @@ from mlassets.resources import (
     MongoResource,
     SparkResource,
 )
+from mlassets.pipes.emr import EMRPipesResource
 
 RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 RESOURCE_TYPES: dict[str, type[ConfigurableResource]] = {
@@ -27,6 +28,7 @@ RESOURCE_TYPES: dict[str, type[ConfigurableResource]] = {
     "mongo": MongoResource,
     "lake": LakeResource,
     "spark": SparkResource,
+    "emr": EMRPipesResource,
 }
 # `${VAR}`: a secret or deployment value read at run time (EnvVar);
 # `${VAR:-default}`: a plain setting resolved when the definitions load.

@@ -16,6 +16,8 @@ PROD_VARS = {
     "MLASSETS_MONGO_URI": "mongodb://db:27017/", "MLASSETS_LAKE_ROOT": "s3://bucket/lake",
     "MLASSETS_DATA_DIR": "/data", "MLASSETS_SPARK_MASTER": "yarn",
     "MINIO_ROOT_USER": "minio", "MINIO_ROOT_PASSWORD": "minio-secret",
+    "MLASSETS_EMR_SCRIPTS_URI": "s3://bucket/emr", "MLASSETS_EMR_LOG_URI": "s3://bucket/emr-logs/",
+    "MLASSETS_EMR_PIPES_BUCKET": "bucket", "MLASSETS_EMR_MONGO_SECRET_ID": "mlassets/mongo-uri",
 }
 
 
@@ -27,7 +29,7 @@ def test_every_environment_yields_the_same_keys(monkeypatch: pytest.MonkeyPatch)
     for name, value in PROD_VARS.items():
         monkeypatch.setenv(name, value)
     keys = {env: sorted(load_environment(env)) for env in available_environments()}
-    assert keys["local"] == ["datasets", "io_manager", "kafka", "lake", "mongo", "spark"]
+    assert keys["local"] == ["datasets", "emr", "io_manager", "kafka", "lake", "mongo", "spark"]
     assert keys["docker"] == keys["local"] == keys["prod"]
 
 
@@ -60,7 +62,7 @@ def test_unknown_and_missing_keys(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentError_, match=r"local.yaml: unknown resource key\(s\) \['redis'\]"):
         load_environment("local", tmp_path)
     (tmp_path / "local.yaml").write_text("kafka:\n  bootstrap_servers: x:1\n")
-    with pytest.raises(EnvironmentError_, match=r"resource key\(s\) \['datasets', 'lake', 'mongo', 'spark'\] are not bound"):
+    with pytest.raises(EnvironmentError_, match=r"resource key\(s\) \['datasets', 'emr', 'lake', 'mongo', 'spark'\] are not bound"):
         load_environment("local", tmp_path)
 
 

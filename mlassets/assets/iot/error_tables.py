@@ -108,7 +108,7 @@ def count_class_accuracy(records: Any) -> pd.DataFrame:
 
 def replace_days(table: pd.DataFrame, days: list[str], key: str, collection: Collection, lake_dir: str,
                  lake: LakeResource) -> None:
-    """Make each day's rows in the Mongo collection and in the lake (parquet + csv) exactly `table`'s."""
+    """Make each day's rows in the Mongo collection and the lake (`<dir>/<day>/` parquet, `<dir>/<day>.csv`) `table`'s."""
     for day in days:
         rows = table[table["day"] == day].reset_index(drop=True)
         docs = [{"_id": f"{day}/{row[key]}", **{k: (None if pd.isna(v) else v) for k, v in row.items()}}
@@ -117,7 +117,7 @@ def replace_days(table: pd.DataFrame, days: list[str], key: str, collection: Col
             collection.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], ordered=False)
         collection.delete_many({"day": day, "_id": {"$nin": [d["_id"] for d in docs]}})
         lake.write_parquet(rows, lake_dir, day)
-        lake.write_bytes(rows.to_csv(index=False).encode(), lake_dir, day, f"{lake_dir}.csv")
+        lake.write_bytes(rows.to_csv(index=False).encode(), lake_dir, f"{day}.csv")
 
 
 def table_checks(table: pd.DataFrame, counted: int, expected: int, rate: str) -> list[AssetCheckResult]:

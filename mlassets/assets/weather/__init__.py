@@ -1,5 +1,18 @@
 """Daily weather 1990-2020 and humidity forecasts."""
 
+from mlassets.assets.weather.features import weather_features
+from mlassets.assets.weather.forecast import humidity_2020q4_metrics, humidity_forecast_2021, humidity_predictions
+from mlassets.assets.weather.humidity_models import humidity_model_spark, humidity_model_standalone
 from mlassets.assets.weather.observations import weather_observations
+from mlassets.assets.weather.string_count import string_count_benchmark
 
-__all__ = ["weather_observations"]
+__all__ = [
+    "humidity_2020q4_metrics",
+    "humidity_forecast_2021",
+    "humidity_model_spark",
+    "humidity_model_standalone",
+    "humidity_predictions",
+    "string_count_benchmark",
+    "weather_features",
+    "weather_observations",
+]

@@ -28,3 +28,27 @@ def list_fruit_files(root: str | Path) -> pd.DataFrame:
         if path.is_file() and not path.name.startswith(".")
     ]
     return pd.DataFrame(rows, columns=["path", "label", "bytes"])
+
+
+ACCEPTED_FORMATS = ("JPEG", "PNG")
+
+
+def inspect_image(data: bytes) -> tuple[dict | None, str | None]:
+    """(format, width, height, mode) of a fully decodable JPEG/PNG, or None and the reason it is refused."""
+    import io
+
+    from PIL import Image
+
+    if not data:
+        return None, "empty file"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind, size, mode = image.format, image.size, image.mode
+            if kind not in ACCEPTED_FORMATS:
+                return None, f"unsupported image format {kind} (accepted: {', '.join(ACCEPTED_FORMATS)})"
+            image.load()  # decodes every pixel: truncated files fail here, not in a later step
+    except Image.UnidentifiedImageError:
+        return None, "not an image: Pillow cannot identify the file's format"
+    except Exception as exc:  # OSError for truncated data, SyntaxError/ValueError for broken headers
+        return None, f"corrupt or truncated image: {type(exc).__name__}: {exc}"
+    return {"format": kind, "width": size[0], "height": size[1], "mode": mode}, None

@@ -1,0 +1,156 @@
+"""MobileNetV2 features of the fruit images, computed by Spark with an iterator pandas UDF (model built once per worker)."""
+
+import math
+import time
+from collections.abc import Iterator
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    TableColumn,
+    TableSchema,
+    asset,
+)
+from pydantic import Field
+from pyspark.sql import DataFrame as SparkDF
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType
+
+from mlassets.assets.fruits.images import ASSET as IMAGES_ASSET
+from mlassets.assets.fruits.images import IMAGES_DIR, MANIFEST_DIR, fruit_images
+from mlassets.metadata import markdown_table
+from mlassets.models.mobilenet_features import FEATURE_SIZE, WEIGHT_CHOICES
+from mlassets.resources import LakeResource, SparkResource
+
+ASSET = "fruit_features"
+SCHEMA = TableSchema(columns=[
+    TableColumn("path", "string", description="the image's location as Spark names it (file: or s3a:)"),
+    TableColumn("label", "string", description="the class folder name"),
+    TableColumn("features", f"array<float>[{FEATURE_SIZE}]", description="MobileNetV2 global-average-pooled output"),
+])
+
+
+class FruitFeaturesConfig(Config):
+    """How MobileNetV2 features are computed."""
+
+    weights: str = Field(default="auto", description=(
+        f"One of {', '.join(WEIGHT_CHOICES)} or a path to a .h5 weights file. `imagenet` needs "
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 in the Keras cache ($KERAS_HOME/models "
+        "or ~/.keras/models) and fails when it is absent; `none` is a seeded random initialisation; `auto` takes "
+        "ImageNet when cached and otherwise random weights, recorded in the metadata and failing the "
+        "`pretrained_weights` warning check."))
+    seed: int = Field(default=0, description="Seed of the random initialisation (weights `none` or `auto` without cache).")
+    batch_size: int = Field(default=32, ge=1, description="Images per MobileNetV2 call inside the UDF.")
+    images_per_partition: int = Field(default=1000, ge=1, description=(
+        "Spark partitions are at least the default parallelism and hold at most about this many images."))
+
+
+def feature_udf(weights: "object", weights_sha256: str, batch_size: int, builds: "object", batches: "object"):
+    """The iterator pandas UDF: image bytes -> float32[1280] (null when undecodable); weights come from a broadcast."""
+
+    @F.pandas_udf(ArrayType(FloatType()))
+    def mobilenet_features(contents: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        from mlassets.models.mobilenet_features import cached_model, extract_features
+
+        model, built = cached_model(weights_sha256, lambda: weights.value)
+        if built:
+            builds.add(1)
+        for batch in contents:
+            batches.add(1)
+            yield pd.Series(extract_features(model, batch.tolist(), batch_size), dtype=object)
+
+    return mobilenet_features
+
+
+@asset(
+    deps=[fruit_images],
+    check_specs=[
+        AssetCheckSpec("feature_vectors", asset=ASSET,
+                       description=f"every row has {FEATURE_SIZE} finite features and every image decoded"),
+        AssetCheckSpec("pretrained_weights", asset=ASSET,
+                       description="the features come from pretrained (ImageNet or file) weights, not a random init"),
+    ],
+)
+def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, lake: LakeResource,
+                   spark: SparkResource) -> Iterator[Output[SparkDF] | AssetCheckResult]:
+    """One row per fruit image: path, label and its MobileNetV2 (no top, average pooled) features array<float>[1280]."""
+    from mlassets.models.mobilenet_features import build_feature_model, resolve_weights, weights_blob
+
+    choice = resolve_weights(config.weights, config.seed)
+    (context.log.info if choice.pretrained else context.log.warning)(f"fruit_features weights: {choice.note}")
+    started = time.perf_counter()
+    blob, sha = weights_blob(build_feature_model(choice))
+    model_seconds = time.perf_counter() - started
+
+    session = spark.spark_session
+    sc = session.sparkContext
+    expected = len(lake.read_parquet(IMAGES_ASSET, MANIFEST_DIR, columns=["path"]))
+    partitions = max(sc.defaultParallelism, math.ceil(expected / config.images_per_partition))
+    builds, batches = sc.accumulator(0), sc.accumulator(0)
+    udf = feature_udf(sc.broadcast(blob), sha, config.batch_size, builds, batches)
+    images = (session.read.format("binaryFile").option("recursiveFileLookup", "true")
+              .load(lake.spark_uri(IMAGES_ASSET, IMAGES_DIR)))
+    if images.rdd.getNumPartitions() > partitions:
+        images = images.coalesce(partitions)
+    computed = images.select(
+        "path",
+        F.element_at(F.split("path", "/"), -2).alias("label"),
+        udf("content").alias("features"),
+    ).persist()
+    computing = time.perf_counter()
+    total = computed.count()
+    seconds = time.perf_counter() - computing
+    undecodable = [r["path"] for r in computed.where(F.col("features").isNull()).select("path").collect()]
+    for path in undecodable:
+        context.log.warning(f"fruit_features: {path} does not decode as an image; left out")
+    features = computed.where(F.col("features").isNotNull())
+    stats = features.select(
+        F.count("*").alias("rows"),
+        F.sum((F.size("features") != FEATURE_SIZE).cast("int")).alias("wrong_size"),
+        F.sum(F.exists("features", lambda v: F.isnan(v) | (F.abs(v) == float("inf"))).cast("int")).alias("not_finite"),
+        F.min(F.array_min("features")).alias("min"),
+        F.max(F.array_max("features")).alias("max"),
+    ).first()
+    per_class = features.groupBy("label").count().orderBy("label").toPandas()
+    rows = int(stats["rows"])
+    wrong_size, not_finite = int(stats["wrong_size"] or 0), int(stats["not_finite"] or 0)
+    yield Output(
+        features,
+        metadata={
+            "dagster/row_count": rows,
+            "dagster/column_schema": SCHEMA,
+            "images_expected": expected,
+            "undecodable": MetadataValue.md("\n".join(f"- {p}" for p in undecodable) or "none"),
+            "weights_requested": config.weights,
+            "weights_used": choice.source,
+            "weights_note": choice.note,
+            "weights_sha256": sha,
+            "seed": config.seed,
+            "classes": len(per_class),
+            "per_class": MetadataValue.md(markdown_table(per_class, max_rows=200)),
+            "partitions": partitions,
+            "udf_batches": int(batches.value),
+            "model_builds": int(builds.value),
+            "feature_min": float(stats["min"] or 0.0),
+            "feature_max": float(stats["max"] or 0.0),
+            "driver_model_seconds": round(model_seconds, 2),
+            "feature_seconds": round(seconds, 2),
+            "images_per_second": round(total / seconds, 2) if seconds > 0 else 0.0,
+        },
+    )
+    yield AssetCheckResult(
+        check_name="feature_vectors",
+        passed=rows == expected and wrong_size == 0 and not_finite == 0 and not undecodable,
+        metadata={"rows": rows, "expected": expected, "wrong_size": wrong_size, "not_finite": not_finite,
+                  "undecodable": len(undecodable)},
+    )
+    yield AssetCheckResult(
+        check_name="pretrained_weights", passed=choice.pretrained, severity=AssetCheckSeverity.WARN,
+        metadata={"weights_used": choice.source, "note": choice.note},
+    )

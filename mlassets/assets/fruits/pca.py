@@ -1,0 +1,115 @@
+"""StandardScaler + PCA of the fruit features with Spark MLlib, the fitted PipelineModel saved in the lake."""
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    TableColumn,
+    TableSchema,
+    asset,
+)
+from pydantic import Field
+from pyspark.ml import Pipeline
+from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.sql import DataFrame as SparkDF
+
+from mlassets.metadata import markdown_table
+from mlassets.resources import LakeResource
+
+ASSET = "fruit_pca"
+MODEL_DIR = "fruit_pca_model"
+VARIANCE_TOLERANCE = 1e-3
+
+
+class FruitPcaConfig(Config):
+    """The PCA of the fruit features."""
+
+    k: int = Field(default=300, ge=1, description=(
+        "Principal components to keep, capped at min(rows - 1, features): n centred rows span at most n - 1 "
+        "directions."))
+    leading: int = Field(default=10, ge=1, description="Leading components listed in the metadata.")
+
+
+def components_for(k: int, rows: int, dims: int) -> int:
+    """k capped at what rows and dims allow (at least 1); fewer than 2 rows cannot be centred."""
+    if rows < 2:
+        raise ValueError(f"PCA needs at least 2 feature rows, got {rows}")
+    return max(1, min(k, rows - 1, dims))
+
+
+def sklearn_explained_variance(features: np.ndarray, k: int) -> np.ndarray:
+    """scikit-learn's StandardScaler + PCA explained-variance ratios of the first k components."""
+    from sklearn.decomposition import PCA as SkPCA
+    from sklearn.preprocessing import StandardScaler as SkScaler
+
+    scaled = SkScaler(with_mean=True, with_std=True).fit_transform(features.astype(np.float64))
+    return SkPCA(n_components=k, svd_solver="full").fit(scaled).explained_variance_ratio_
+
+
+@asset(
+    check_specs=[AssetCheckSpec("explained_variance_matches_sklearn", asset=ASSET,
+                                description=f"MLlib's explained variance ratios equal scikit-learn's on the same "
+                                            f"features within {VARIANCE_TOLERANCE}")],
+)
+def fruit_pca(context: AssetExecutionContext, config: FruitPcaConfig, lake: LakeResource,
+              fruit_features: SparkDF) -> Iterator[Output[SparkDF] | AssetCheckResult]:
+    """One row per fruit image: path, label and its standardised PCA projection pca_features array<double>[k]."""
+    started = time.perf_counter()
+    vectors = fruit_features.select("path", "label", array_to_vector("features").alias("vector")).persist()
+    rows = vectors.count()
+    dims = len(vectors.first()["vector"]) if rows else 0
+    k = components_for(config.k, rows, dims)
+    if k < config.k:
+        context.log.info(f"fruit_pca: k capped from {config.k} to {k} ({rows} rows, {dims} features)")
+    pipeline = Pipeline(stages=[
+        StandardScaler(inputCol="vector", outputCol="scaled", withMean=True, withStd=True),
+        PCA(k=k, inputCol="scaled", outputCol="pca"),
+    ])
+    model = pipeline.fit(vectors)
+    model_uri = lake.spark_uri(MODEL_DIR)
+    model.write().overwrite().save(model_uri)
+    fit_seconds = time.perf_counter() - started
+    explained = np.asarray(model.stages[-1].explainedVariance.toArray())
+
+    features = np.asarray(vectors.select(vector_to_array("vector").alias("f")).toPandas()["f"].tolist())
+    reference = sklearn_explained_variance(features, k)
+    difference = float(np.max(np.abs(explained - reference)))
+    leading = pd.DataFrame({
+        "component": np.arange(1, min(config.leading, k) + 1),
+        "mllib": explained[: config.leading],
+        "sklearn": reference[: config.leading],
+        "cumulative": np.cumsum(explained)[: config.leading],
+    })
+    projected = model.transform(vectors).select("path", "label", vector_to_array("pca").alias("pca_features"))
+    yield Output(
+        projected,
+        metadata={
+            "dagster/row_count": rows,
+            "dagster/column_schema": TableSchema(columns=[
+                TableColumn("path", "string"), TableColumn("label", "string"),
+                TableColumn("pca_features", f"array<double>[{k}]", description="standardised features projected"),
+            ]),
+            "k": k,
+            "k_requested": config.k,
+            "input_features": dims,
+            "explained_variance_total": float(explained.sum()),
+            "explained_variance_first": float(explained[0]),
+            "explained_variance_leading": MetadataValue.md(markdown_table(leading, max_rows=config.leading)),
+            "model_uri": model_uri,
+            "fit_seconds": round(fit_seconds, 2),
+        },
+    )
+    yield AssetCheckResult(
+        check_name="explained_variance_matches_sklearn", passed=difference <= VARIANCE_TOLERANCE,
+        metadata={"max_abs_difference": difference, "tolerance": VARIANCE_TOLERANCE,
+                  "sklearn_total": float(reference.sum()), "mllib_total": float(explained.sum())},
+    )

@@ -1,0 +1,179 @@
+"""MobileNetV2 image features (no top, global average pooling, 224x224 RGB): weight choice, decoding, a per-process cache."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlassets.models.serialization import arrays_from_bytes, model_to_bytes, sha256_hex
+
+if TYPE_CHECKING:
+    import keras
+
+IMAGE_SIZE = 224
+FEATURE_SIZE = 1280
+# The file keras.applications.MobileNetV2(weights="imagenet", include_top=False, alpha=1.0) downloads.
+IMAGENET_NO_TOP_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+WEIGHT_CHOICES = ("auto", "imagenet", "none")
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """Pretrained weights were asked for but are not on this machine (there is no silent fallback)."""
+
+
+class ImageDecodeError(ValueError):
+    """Bytes that Pillow cannot decode into an image."""
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    """What the feature model is initialised with: `imagenet`, a weights `file`, or `none` (seeded random)."""
+
+    requested: str
+    source: str
+    path: str | None
+    seed: int
+    note: str
+
+    @property
+    def pretrained(self) -> bool:
+        return self.source != "none"
+
+
+def keras_cache_dir() -> Path:
+    """The Keras cache folder that keras.utils.get_file uses: $KERAS_HOME or ~/.keras."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def imagenet_weights_path() -> Path:
+    """Where the Keras cache keeps MobileNetV2's no-top ImageNet weights."""
+    return keras_cache_dir() / "models" / IMAGENET_NO_TOP_FILE
+
+
+def resolve_weights(weights: str, seed: int = 0) -> WeightsChoice:
+    """Turn the `weights` setting (auto, imagenet, none or a .h5 path) into a choice, failing loudly when unavailable."""
+    cached = imagenet_weights_path()
+    if weights == "none":
+        return WeightsChoice(weights, "none", None, seed, f"random initialisation (seed {seed}), asked for")
+    if weights == "imagenet":
+        if not cached.is_file():
+            raise WeightsUnavailableError(
+                f"MobileNetV2 ImageNet weights were asked for but {cached} does not exist and nothing is downloaded "
+                f"here: copy {IMAGENET_NO_TOP_FILE} into {cached.parent} (or set KERAS_HOME), give the file's "
+                "path as `weights`, or choose `weights: none` for a seeded random initialisation")
+        return WeightsChoice(weights, "imagenet", str(cached), seed, f"ImageNet weights from the Keras cache {cached}")
+    if weights == "auto":
+        if cached.is_file():
+            return WeightsChoice(weights, "imagenet", str(cached), seed, f"auto: ImageNet weights found at {cached}")
+        return WeightsChoice(weights, "none", None, seed,
+                             f"auto: NO ImageNet weights at {cached}, so a RANDOM initialisation (seed {seed}) is "
+                             "used; features are not pretrained")
+    path = Path(weights).expanduser()
+    if path.suffix != ".h5":
+        raise ValueError(f"weights must be one of {WEIGHT_CHOICES} or a path to a .h5 weights file, not {weights!r}")
+    if not path.is_file():
+        raise WeightsUnavailableError(f"MobileNetV2 weights file {path} does not exist")
+    return WeightsChoice(weights, "file", str(path.resolve()), seed, f"weights from the file {path.resolve()}")
+
+
+def build_feature_model(choice: WeightsChoice | None = None) -> "keras.Model":
+    """MobileNetV2 with include_top=False, pooling='avg' on 224x224x3, initialised as the choice says.
+
+    Without a choice the weights are left for the caller to set. A random choice draws every convolution kernel
+    from a seeded He-normal distribution: with Keras' default Glorot kernels and untrained BatchNorm the activations
+    shrink layer by layer and the pooled features come out near 1e-11, useless even for tests.
+    """
+    import keras
+
+    pretrained = choice is not None and choice.pretrained
+    model = keras.applications.MobileNetV2(
+        include_top=False, pooling="avg", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
+        weights=choice.path if pretrained else None,
+    )
+    if choice is not None and not pretrained:
+        rng = np.random.default_rng(choice.seed)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                fan_in = int(np.prod(layer.kernel.shape[:2]))
+            elif isinstance(layer, keras.layers.Conv2D):
+                fan_in = int(np.prod(layer.kernel.shape[:3]))
+            else:
+                continue
+            layer.kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), size=layer.kernel.shape).astype(np.float32))
+    return model
+
+
+def weights_blob(model: "keras.Model") -> tuple[bytes, str]:
+    """The model's weights as one npz blob (plain arrays, no pickle) and its sha256."""
+    blob = model_to_bytes(model)[1]
+    return blob, sha256_hex(blob)
+
+
+_MODELS: dict[str, "keras.Model"] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def cached_model(weights_sha256: str, blob: Callable[[], bytes]) -> tuple["keras.Model", bool]:
+    """This process's feature model for the weights (built on first use only); True when it was built now."""
+    with _MODELS_LOCK:
+        model = _MODELS.get(weights_sha256)
+        if model is not None:
+            return model, False
+        data = blob()
+        if sha256_hex(data) != weights_sha256:
+            raise ValueError(f"feature model weights do not match their sha256 {weights_sha256}")
+        weights, _ = arrays_from_bytes(data)
+        model = build_feature_model()
+        if len(weights) != len(model.weights):
+            raise ValueError(f"feature model weights hold {len(weights)} arrays, the model needs {len(model.weights)}")
+        model.set_weights(weights)
+        _MODELS[weights_sha256] = model
+        return model, True
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Any Pillow-readable image (grayscale, RGBA on white, palette, PNG, JPEG) as a 224x224x3 float32 RGB array."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                rgba = image.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                rgb = Image.alpha_composite(background, rgba).convert("RGB")
+            else:
+                rgb = image.convert("RGB")
+            rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.float32)
+    except Exception as exc:  # Pillow raises many types (UnidentifiedImageError, OSError, SyntaxError...)
+        raise ImageDecodeError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def extract_features(model: "keras.Model", contents: Sequence[bytes | None],
+                     batch_size: int = 32) -> list[np.ndarray | None]:
+    """Feature vectors (float32[1280]) for each image's bytes, None where the bytes do not decode."""
+    from keras.applications.mobilenet_v2 import preprocess_input
+
+    decoded: list[np.ndarray | None] = []
+    for data in contents:
+        try:
+            decoded.append(decode_image(bytes(data)) if data is not None else None)
+        except ImageDecodeError:
+            decoded.append(None)
+    good = [i for i, image in enumerate(decoded) if image is not None]
+    out: list[np.ndarray | None] = [None] * len(decoded)
+    for start in range(0, len(good), batch_size):
+        chunk = good[start:start + batch_size]
+        batch = preprocess_input(np.stack([decoded[i] for i in chunk]))
+        features = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+        for i, row in zip(chunk, features):
+            out[i] = row
+    return out

@@ -1,0 +1,109 @@
+"""The MobileNetV2 feature model: explicit weight choice, decoding of every image mode, the per-process model cache."""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from mlassets.models import mobilenet_features as mf
+from mlassets_tests.assets_tests.test_fruit_images import encode, generated_fruit
+
+
+@pytest.fixture
+def keras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    return tmp_path / "keras"
+
+
+@pytest.fixture(scope="module")
+def seeded() -> tuple:
+    """The seed-0 random model and its weights blob."""
+    model = mf.build_feature_model(mf.resolve_weights("none", 0))
+    return model, *mf.weights_blob(model)
+
+
+def test_imagenet_without_the_cached_file_fails_clearly(keras_home: Path) -> None:
+    with pytest.raises(mf.WeightsUnavailableError) as error:
+        mf.resolve_weights("imagenet")
+    message = str(error.value)
+    assert mf.IMAGENET_NO_TOP_FILE in message and str(keras_home / "models") in message and "weights: none" in message
+
+
+def test_auto_without_imagenet_is_random_and_says_so(keras_home: Path) -> None:
+    choice = mf.resolve_weights("auto", seed=3)
+    assert (choice.source, choice.pretrained, choice.seed) == ("none", False, 3)
+    assert "RANDOM" in choice.note and mf.IMAGENET_NO_TOP_FILE in choice.note
+
+
+@pytest.mark.parametrize("weights, error", [("/nowhere/w.h5", mf.WeightsUnavailableError), ("resnet", ValueError)])
+def test_other_weight_settings_fail(weights: str, error: type) -> None:
+    with pytest.raises(error):
+        mf.resolve_weights(weights)
+
+
+def test_weights_from_the_keras_cache_and_from_a_path(keras_home: Path, seeded: tuple) -> None:
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    model, _, sha = seeded
+    cached = keras_home / "models" / mf.IMAGENET_NO_TOP_FILE
+    cached.parent.mkdir(parents=True)
+    with h5py.File(cached, "w") as file:  # the legacy layout Keras downloads the ImageNet weights in
+        save_weights_to_hdf5_group(file, model)
+    for setting in ("imagenet", "auto", str(cached)):
+        choice = mf.resolve_weights(setting)
+        assert choice.pretrained and Path(choice.path) == cached
+    loaded = mf.build_feature_model(mf.resolve_weights("imagenet"))
+    assert mf.weights_blob(loaded)[1] == sha
+
+
+def test_random_init_is_seeded_and_not_degenerate(seeded: tuple) -> None:
+    model, blob, sha = seeded
+    again = mf.build_feature_model(mf.resolve_weights("none", 0))
+    assert mf.weights_blob(again)[1] == sha
+    other = mf.build_feature_model(mf.resolve_weights("none", 1))
+    assert mf.weights_blob(other)[1] != sha
+    features = mf.extract_features(model, [encode(generated_fruit(i), "JPEG") for i in range(4)])
+    stacked = np.stack(features)
+    assert stacked.shape == (4, mf.FEATURE_SIZE) and stacked.max() > 0.1 and stacked.std(axis=0).mean() > 1e-3
+
+
+@pytest.mark.parametrize("mode, kind", [("RGB", "JPEG"), ("L", "JPEG"), ("RGBA", "PNG"), ("P", "PNG"), ("LA", "PNG")])
+def test_decode_image_gives_224_rgb_for_every_mode(mode: str, kind: str) -> None:
+    array = mf.decode_image(encode(generated_fruit(2).convert(mode), kind))
+    assert array.shape == (224, 224, 3) and array.dtype == np.float32 and 0 <= array.min() <= array.max() <= 255
+
+
+def test_transparent_pixels_become_white() -> None:
+    image = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
+    assert (mf.decode_image(encode(image, "PNG")) == 255).all()
+
+
+def test_undecodable_bytes_raise_and_become_null_features(seeded: tuple) -> None:
+    model = seeded[0]
+    jpeg = encode(generated_fruit(5), "JPEG")
+    with pytest.raises(mf.ImageDecodeError):
+        mf.decode_image(jpeg[:200])
+    contents = [jpeg, b"text", None, jpeg[:200], encode(generated_fruit(6).convert("L"), "JPEG")]
+    small = mf.extract_features(model, contents, batch_size=1)
+    large = mf.extract_features(model, contents, batch_size=8)
+    assert [f is None for f in small] == [False, True, True, True, False]
+    for a, b in zip(small, large):
+        assert (a is None and b is None) or (a.shape == (mf.FEATURE_SIZE,) and np.allclose(a, b, atol=1e-4))
+
+
+def test_model_is_built_once_per_process_and_weights_are_checked(seeded: tuple) -> None:
+    _, blob, sha = seeded
+    calls = []
+
+    def fetch() -> bytes:
+        calls.append(1)
+        return blob
+
+    mf._MODELS.pop(sha, None)
+    first, built = mf.cached_model(sha, fetch)
+    second, built_again = mf.cached_model(sha, fetch)
+    assert built and not built_again and first is second and len(calls) == 1
+    with pytest.raises(ValueError, match="sha256"):
+        mf.cached_model("0" * 64, fetch)

@@ -6,6 +6,7 @@ import os
 from dagster import (AssetKey, AssetObservation, AssetSelection, DefaultSensorStatus, MetadataValue, RunRequest,
                      SensorDefinition, SensorEvaluationContext, SensorResult, SkipReason, sensor)
 
+from mlassets.assets.susy.sensors import trainData_new_rows
 from mlassets.resources import KafkaResource
 from mlassets.streaming.image_producer import IMAGE_TOPIC
 from mlassets.streaming.inference import INFERENCE_GROUP
@@ -59,4 +60,4 @@ def build_image_data_lag_sensor(threshold: int = DEFAULT_IMAGE_LAG_THRESHOLD, to
 image_data_lag = build_image_data_lag_sensor()
 
 
-SENSORS: list[SensorDefinition] = [image_data_lag]
+SENSORS: list[SensorDefinition] = [image_data_lag, trainData_new_rows]

@@ -16,6 +16,11 @@ MAIN_JOB_LAKE_DIRS = {
     "cifar10_images",
     "cifar_classifier",
     "susy_dataset",
+    "susy_train_topic",
+    "susy_model",
+    "susy_test_scaled",
+    "susy_evaluation",
+    "susy_evaluation_summary",
     "weather_observations",
 }
 

@@ -11,22 +11,11 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from kafka import TopicPartition
-
 from mlassets.resources import KafkaResource
+from mlassets.streaming.offsets import group_lag
+from mlassets.streaming.susy_messages import TRAINER_GROUP
 
 MODEL_KEY = AssetKey("susy_model")
-
-
-def topic_end_offsets(kafka: KafkaResource, topic: str, timeout_ms: int = 10_000) -> dict[int, int]:
-    """Each partition's end offset, read from the broker's metadata only (nothing is consumed)."""
-    consumer = kafka.consumer(None, request_timeout_ms=timeout_ms, api_version_auto_timeout_ms=timeout_ms)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions]) if partitions else {}
-    finally:
-        consumer.close()
-    return {tp.partition: int(end) for tp, end in ends.items()}
 
 
 def trained_offsets(context: SensorEvaluationContext) -> tuple[str, dict[int, int]] | None:
@@ -53,7 +42,7 @@ def trainData_new_rows(context: SensorEvaluationContext, kafka: KafkaResource):
     if trained is None:
         return SkipReason("susy_model has never been materialised with recorded offsets; nothing to continue from")
     topic, seen = trained
-    ends = topic_end_offsets(kafka, topic)
+    ends = group_lag(kafka, topic, TRAINER_GROUP, timeout_ms=10_000).end  # admin requests only, bounded
     if not ends:
         return SkipReason(f"topic {topic} does not exist")
     new_rows = sum(max(end - seen.get(p, 0), 0) for p, end in ends.items())

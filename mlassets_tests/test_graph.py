@@ -22,6 +22,13 @@ MAIN_JOB_LAKE_DIRS = {
     "susy_evaluation",
     "susy_evaluation_summary",
     "weather_observations",
+    "weather_features",
+    "humidity_model_standalone",
+    "humidity_model_spark",
+    "humidity_predictions",
+    "humidity_2020q4_metrics",
+    "humidity_forecast_2021",
+    "string_count_benchmark",
 }
 
 

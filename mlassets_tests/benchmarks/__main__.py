@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from mlassets_tests.benchmarks import kafka_throughput
+from mlassets_tests.benchmarks import kafka_throughput, string_count
 from mlassets_tests.benchmarks.common import bench_stack
 
-BENCHMARKS = {"kafka": kafka_throughput.run}
+BENCHMARKS = {"kafka": kafka_throughput.run, "string_count": string_count.run}
 
 
 def main(names: list[str]) -> int:

@@ -33,8 +33,8 @@ def message_writer():
 def main() -> None:
     with open_dagster_pipes(message_writer=message_writer()) as pipes:
         extras = pipes.extras
-        window = TimeWindow(dt.datetime.fromisoformat(pipes.partition_time_window.start),
-                            dt.datetime.fromisoformat(pipes.partition_time_window.end))
+        span = pipes.partition_time_window
+        window = TimeWindow(dt.datetime.fromisoformat(span["start"]), dt.datetime.fromisoformat(span["end"]))
         if extras.get("mongo_secret_id"):
             secrets = boto3.client("secretsmanager", region_name=extras["region"])
             mongo_uri = secrets.get_secret_value(SecretId=extras["mongo_secret_id"])["SecretString"]

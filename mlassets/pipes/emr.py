@@ -68,11 +68,14 @@ class EMRPipesResource(ConfigurableResource):
         """The RunJobFlow request of one transient cluster: bootstrap, one spark-submit step, then terminate."""
         if not (SCRIPTS_DIR / script).is_file():
             raise Failure(f"no script {script!r} in {SCRIPTS_DIR}")
-        conf = {"spark.sql.session.timeZone": "UTC", **self.spark_conf}
+        # The driver runs in the YARN application master (cluster mode). Its settings go on the command line, not
+        # into Configurations: dagster-aws 0.29.27 merges its Pipes variables into an existing spark-defaults or
+        # spark-env classification incorrectly and drops them, so those two classifications are left to it.
+        conf = {"spark.sql.session.timeZone": "UTC", "spark.pyspark.python": self.python,
+                "spark.yarn.appMasterEnv.MLASSETS_PIPES_MESSAGES": "s3", **self.spark_conf}
         submit = ["spark-submit", "--deploy-mode", "cluster", "--packages", self.spark_packages]
         for key, value in sorted(conf.items()):
             submit += ["--conf", f"{key}={value}"]
-        env = {"PYSPARK_PYTHON": self.python, "MLASSETS_PIPES_MESSAGES": "s3"}
         instances: dict[str, Any] = {
             "InstanceGroups": [
                 {"Name": "primary", "InstanceRole": "MASTER", "InstanceType": self.instance_type, "InstanceCount": 1},
@@ -93,13 +96,7 @@ class EMRPipesResource(ConfigurableResource):
                 "Path": self.script_uri(BOOTSTRAP), "Args": [self.script_uri(self.wheel_name)]}}],
             "Steps": [{"Name": name, "ActionOnFailure": "TERMINATE_CLUSTER", "HadoopJarStep": {
                 "Jar": "command-runner.jar", "Args": [*submit, self.script_uri(script), *args]}}],
-            "Configurations": [
-                # the driver runs in the YARN application master (cluster mode), the executors in containers
-                {"Classification": "spark-defaults", "Properties": {
-                    **{f"spark.yarn.appMasterEnv.{k}": v for k, v in env.items()},
-                    **{f"spark.executorEnv.{k}": v for k, v in env.items()}}},
-                {"Classification": "spark-env", "Configurations": [{"Classification": "export", "Properties": env}]},
-            ],
+            "Configurations": [],  # PipesEMRClient adds spark-defaults/spark-env with the Pipes context
             "ServiceRole": self.service_role,
             "JobFlowRole": self.job_flow_role,
             "VisibleToAllUsers": True,

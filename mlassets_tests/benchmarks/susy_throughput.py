@@ -1,0 +1,204 @@
+"""SUSY: trainData ingest rows/s vs Kafka's ProducerPerformance, and susy_evaluation rows/s vs bare Keras predict.
+
+Sizes: BENCH_SUSY_INGEST_ROWS (default 500,000), BENCH_SUSY_EVAL_ROWS (comma-separated totals over the 4 chunks,
+default "5000000,20000000"). Each evaluation size runs in a fresh process whose peak RSS (driver, JVM and
+Python workers summed, sampled every 0.2 s) is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from mlassets.datasets.susy import FEATURES, find_susy, read_susy
+from mlassets.resources import KafkaResource
+from mlassets.stack import LocalStack
+from mlassets.streaming.susy_messages import encode_train_rows, ensure_topic, produce_train_rows
+from mlassets_tests.benchmarks.common import REPO, report
+
+DATA = Path(os.environ.get("MLASSETS_TEST_DATA", REPO.parent / "shared" / "data"))
+INGEST_ROWS = int(os.environ.get("BENCH_SUSY_INGEST_ROWS", 500_000))
+EVAL_ROWS = [int(n) for n in os.environ.get("BENCH_SUSY_EVAL_ROWS", "5000000,20000000").split(",")]
+ARROW_BATCH = int(os.environ.get("BENCH_SUSY_ARROW_BATCH", 65_536))
+
+
+def _sample() -> tuple[np.ndarray, np.ndarray]:
+    frame = read_susy(find_susy(DATA))
+    return frame["label"].to_numpy(), frame[list(FEATURES)].to_numpy()
+
+
+def ingest(stack: LocalStack) -> None:
+    """Rows/s of produce_train_rows against ProducerPerformance with records of the same mean size."""
+    kafka = KafkaResource(bootstrap_servers=stack.settings.kafka_bootstrap)
+    labels, features = _sample()
+    reps = -(-INGEST_ROWS // len(labels))
+    labels, features = np.tile(labels, reps)[:INGEST_ROWS], np.tile(features, (reps, 1))[:INGEST_ROWS]
+    topic = f"trainData-bench-{uuid.uuid4().hex[:8]}"
+    ensure_topic(kafka, topic, 4)
+    result = produce_train_rows(kafka, topic, labels, features, partitions=4)
+    size = int(np.mean([len(v) for _, v in encode_train_rows(labels[:1000], features[:1000])]))
+    java_topic = f"trainData-java-{uuid.uuid4().hex[:8]}"
+    ensure_topic(kafka, java_topic, 4)
+    out = subprocess.run(
+        [*stack.kafka._java("org.apache.kafka.tools.ProducerPerformance"), "--topic", java_topic,
+         "--num-records", str(INGEST_ROWS), "--record-size", str(size), "--throughput", "-1", "--producer-props",
+         f"bootstrap.servers={stack.settings.kafka_bootstrap}", "acks=all", "enable.idempotence=true",
+         "linger.ms=20", "batch.size=262144"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    ceiling = float(re.findall(r"([\d.]+) records/sec", out)[-1])
+    report("susy_ingest_trainData", result.rows / result.seconds, ceiling, "rows/s", rows=result.rows,
+           value_bytes=size, partitions=4, includes="csv encoding of the features + idempotent batched produce",
+           ceiling_tool="org.apache.kafka.tools.ProducerPerformance (same size, acks=all, idempotent)")
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of pid and all its descendants."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += rss.get(current, 0)
+        todo.extend(children.get(current, []))
+    return total
+
+
+def evaluation(stack: LocalStack) -> None:
+    """Run each size in a fresh process (peak RSS sampled), then the bare Keras ceiling in this process."""
+    results = []
+    for rows in EVAL_ROWS:
+        env = {**os.environ, "BENCH_MONGO_URI": stack.settings.mongo_uri}
+        child = subprocess.Popen([sys.executable, "-m", "mlassets_tests.benchmarks.susy_throughput", "child",
+                                  str(rows)], env=env, stdout=subprocess.PIPE, text=True, cwd=REPO)
+        peak = 0
+        stop = threading.Event()
+
+        def sample(pid: int = child.pid) -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, _tree_rss(pid))
+                time.sleep(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        out, _ = child.communicate()
+        stop.set()
+        sampler.join()
+        if child.returncode:
+            raise RuntimeError(f"evaluation child for {rows} rows failed (exit {child.returncode})")
+        line = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
+        results.append({**line, "peak_rss_mib": round(peak / 2**20)})
+    ceiling = keras_ceiling(results[-1]["model_id"], stack.settings.mongo_uri)
+    for line in results:
+        report("susy_evaluation_scoring", line["rows_per_s"], ceiling, "rows/s", rows=line["rows"],
+               seconds=line["seconds"], peak_rss_mib=line["peak_rss_mib"], arrow_batch_rows=ARROW_BATCH,
+               spark_master=line["spark_master"], accuracy=line["accuracy"], auc=line["auc"],
+               max_model_loads_per_worker=line["max_model_loads_per_worker"],
+               ceiling_tool=f"keras model.predict(batch_size={ARROW_BATCH}) on a 2M-row in-memory float32 array",
+               rss_of="driver + Spark JVM + Python workers, summed, sampled every 0.2 s")
+
+
+def keras_ceiling(model_id: str, mongo_uri: str, rows: int = 2_000_000) -> float:
+    """Rows/s of bare Keras predict (scaling included) on an in-memory array, default threads."""
+    from mlassets.assets.susy.model import MODEL_COLLECTION, MODEL_DATABASE
+    from mlassets.models.susy_mlp import SusyScorer
+    from mlassets.resources import MongoResource
+
+    architecture, blob, _ = MongoResource(uri=mongo_uri).model_store(MODEL_DATABASE, MODEL_COLLECTION).load_bytes(
+        model_id)
+    scorer = SusyScorer.from_bytes(architecture, blob)
+    _, features = _sample()
+    array = np.tile(features, (-(-rows // len(features)), 1))[:rows]
+    scorer.model.predict(scorer.scaler.transform(array[:ARROW_BATCH]), batch_size=ARROW_BATCH, verbose=0)
+    start = time.perf_counter()
+    scorer.model.predict(scorer.scaler.transform(array), batch_size=ARROW_BATCH, verbose=0)
+    return rows / (time.perf_counter() - start)
+
+
+def child(rows: int) -> None:
+    """Write the chunks, store a model trained on the sample, and materialise susy_evaluation over every chunk."""
+    import keras
+    import pandas as pd
+    from dagster import AssetKey, instance_for_test, materialize
+
+    from mlassets.assets.susy import susy_dataset, susy_evaluation, susy_model, susy_test_scaled, susy_train_topic
+    from mlassets.assets.susy.dataset import split_rows
+    from mlassets.assets.susy.model import MODEL_COLLECTION, MODEL_DATABASE, MODEL_NAME
+    from mlassets.assets.susy.scaled import write_chunk
+    from mlassets.environments import load_environment
+    from mlassets.models.susy_mlp import StandardScaler, build_susy_mlp
+    from mlassets.partitions import SUSY_CHUNKS
+    from mlassets.resources import LakeParquetIOManager, LakeResource, MongoResource
+
+    labels, features = _sample()
+    frame = read_susy(find_susy(DATA))
+    frame.insert(0, "row_id", np.arange(len(frame), dtype=np.int64))
+    frame.insert(1, "split", split_rows(len(frame), 0.2, 20140101))
+    train, test = frame[frame["split"] == "train"], frame[frame["split"] == "test"].reset_index(drop=True)
+    scaler = StandardScaler.fit(train[list(FEATURES)].to_numpy())
+    keras.utils.set_random_seed(0)
+    model = build_susy_mlp()
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(scaler.transform(train[list(FEATURES)].to_numpy()), train["label"].to_numpy(np.float32), epochs=2,
+              batch_size=64, verbose=0)
+    mongo = MongoResource(uri=os.environ["BENCH_MONGO_URI"])
+    record = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).save(MODEL_NAME, model, extras=scaler.extras(),
+                                                                      metadata={"benchmark": True})
+    with tempfile.TemporaryDirectory(dir=REPO / ".mlassets") as tmp:
+        lake = LakeResource(root=tmp)
+        keys = SUSY_CHUNKS.get_partition_keys()
+        for i, key in enumerate(keys):
+            write_chunk(lake, test, key, rows // len(keys), 15 + i, 1_000_000)
+        lake.write_parquet(pd.DataFrame([{"model_id": record.model_id}]), "susy_model")
+        os.environ.setdefault("MLASSETS_SPARK_MASTER", "local[2]")
+        os.environ.setdefault("MLASSETS_IVY_DIR", str(REPO / ".cache" / "ivy"))
+        environment = load_environment("local")
+        spark = environment["spark"]
+        resources = {**environment, "lake": lake, "mongo": mongo,
+                     "io_manager": LakeParquetIOManager(lake=lake, spark=spark)}
+        with instance_for_test() as instance:
+            result = materialize(
+                [susy_dataset, susy_train_topic, susy_model, susy_test_scaled, susy_evaluation],
+                selection=[susy_evaluation],
+                resources=resources, instance=instance,
+                tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+                run_config={"ops": {"susy_evaluation": {"config": {"arrow_batch_rows": ARROW_BATCH}}}},
+            )
+            metadata = instance.get_latest_materialization_event(
+                AssetKey("susy_evaluation")).asset_materialization.metadata
+        assert result.success
+        print(json.dumps({"rows": metadata["rows_scored"].value, "rows_per_s": metadata["rows_per_s"].value,
+                          "seconds": metadata["seconds"].value, "accuracy": metadata["accuracy"].value,
+                          "auc": metadata["auc"].value, "model_id": record.model_id,
+                          "max_model_loads_per_worker": metadata["max_model_loads_per_worker"].value,
+                          "spark_master": os.environ["MLASSETS_SPARK_MASTER"]}), flush=True)
+
+
+def run(stack: LocalStack) -> None:
+    """Both SUSY benchmarks on the benchmark stack."""
+    ingest(stack)
+    evaluation(stack)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
+    child(int(sys.argv[2]))

@@ -96,8 +96,9 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
     udf = feature_udf(sc.broadcast(blob), sha, config.batch_size, builds, batches)
     images = (session.read.format("binaryFile").option("recursiveFileLookup", "true")
               .load(lake.spark_uri(IMAGES_ASSET, IMAGES_DIR)))
-    if images.rdd.getNumPartitions() > partitions:
-        images = images.coalesce(partitions)
+    listed = images.rdd.getNumPartitions()
+    # binaryFile packs ~30 small files per partition: merge them (no shuffle) or spread them to `partitions` tasks.
+    images = images.coalesce(partitions) if listed >= partitions else images.repartition(partitions)
     computed = images.select(
         "path",
         F.element_at(F.split("path", "/"), -2).alias("label"),

@@ -1,0 +1,95 @@
+"""Fruits: 320 images (32 classes x 10) through fruit_images + fruit_features + fruit_pca, and the UDF's images/s.
+
+Ceilings measured in the same run: a plain single-process loop (decode, batched MobileNetV2 predict, scikit-learn
+StandardScaler + PCA) for the wall time, and bare Keras `predict` on already decoded arrays for images/s. The
+feature step is run twice in one Spark session: the cold run pays for starting the Python workers, importing
+TensorFlow and building the model once per worker; the warm run reuses the workers and their cached model.
+Run alone: `python -m mlassets_tests.benchmarks.fruits_pipeline` (needs no stack; the lake is a temporary folder).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlassets_tests.benchmarks.common import report
+from mlassets_tests.conftest import shared_data_dir
+
+CLASSES, PER_CLASS = 32, 10
+ORIGINAL_EMR_SECONDS = 95.0  # the original: 320 images on a 4-node m5.xlarge EMR cluster
+
+
+def _materialize(assets: list, resources: dict, config: dict) -> dict[str, dict[str, Any]]:
+    from dagster import materialize
+
+    result = materialize(assets, resources=resources, run_config={"ops": config})
+    assert result.success
+    return {e.event_specific_data.materialization.asset_key.to_user_string():
+            {k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+
+
+def plain_loop_seconds(paths: list[Path], k: int) -> tuple[float, float]:
+    """(seconds of decode + predict + scaler + PCA in one process, bare predict images/s on decoded arrays)."""
+    from keras.applications.mobilenet_v2 import preprocess_input
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    from mlassets.models.mobilenet_features import build_feature_model, decode_image, resolve_weights
+
+    model = build_feature_model(resolve_weights("none", 0))
+    model.predict_on_batch(np.zeros((32, 224, 224, 3), np.float32))  # trace once, as the warm UDF has
+    started = time.perf_counter()
+    arrays = preprocess_input(np.stack([decode_image(p.read_bytes()) for p in paths]))
+    predicting = time.perf_counter()
+    features = np.concatenate([model.predict_on_batch(arrays[i:i + 32]) for i in range(0, len(arrays), 32)])
+    predict_seconds = time.perf_counter() - predicting
+    PCA(n_components=min(k, len(paths) - 1), svd_solver="full").fit(StandardScaler().fit_transform(features))
+    return time.perf_counter() - started, len(paths) / predict_seconds
+
+
+def run(stack: Any = None) -> None:
+    from mlassets.assets.fruits import fruit_features, fruit_images, fruit_pca
+    from mlassets.datasets.fruits360 import find_fruits
+    from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, SparkResource
+
+    source = find_fruits(shared_data_dir())
+    classes = sorted(p for p in source.iterdir() if p.is_dir())[:CLASSES]
+    paths = [f for c in classes for f in sorted(c.iterdir())[:PER_CLASS]]
+    with tempfile.TemporaryDirectory() as tmp:
+        lake = LakeResource(root=str(Path(tmp) / "lake"))
+        spark = SparkResource(spark_config={
+            "spark.master": "local[*]", "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
+            "spark.ui.enabled": "false", "spark.driver.memory": "4g", "spark.sql.shuffle.partitions": "8",
+            "spark.sql.execution.arrow.pyspark.enabled": "true"})
+        resources = {"datasets": DatasetsResource(data_dir=str(source)), "lake": lake, "spark": spark,
+                     "io_manager": LakeParquetIOManager(lake=lake, spark=spark)}
+        config = {"fruit_images": {"config": {"max_images_per_class": PER_CLASS, "max_classes": CLASSES}},
+                  "fruit_features": {"config": {"weights": "none"}}}
+        spark.spark_session  # the session start is not part of either figure
+        started = time.perf_counter()
+        cold = _materialize([fruit_images, fruit_features, fruit_pca], resources, config)
+        wall = time.perf_counter() - started
+        warm = _materialize([fruit_features], resources, config)["fruit_features"]
+        spark.spark_session.stop()
+    rows = cold["fruit_features"]["dagster/row_count"]
+    loop_seconds, bare_images_per_second = plain_loop_seconds(paths, cold["fruit_pca"]["k_requested"])
+    report("fruits_320_images_features_pca_parquet", wall, loop_seconds, "s", images=rows,
+           original_emr_seconds=ORIGINAL_EMR_SECONDS, steps={
+               "fruit_features_seconds": cold["fruit_features"]["feature_seconds"],
+               "fruit_pca_fit_seconds": cold["fruit_pca"]["fit_seconds"],
+               "model_builds": cold["fruit_features"]["model_builds"]},
+           ceiling_is="plain single-process loop: decode + batched predict + sklearn scaler/PCA")
+    for name, meta in (("cold", cold["fruit_features"]), ("warm", warm)):
+        report(f"fruit_features_images_per_second_{name}", meta["images_per_second"], bare_images_per_second,
+               "images/s", images=meta["dagster/row_count"], partitions=meta["partitions"],
+               model_builds=meta["model_builds"], udf_batches=meta["udf_batches"], target_ratio=0.8,
+               ceiling_is="bare Keras MobileNetV2 predict_on_batch(32) on decoded arrays, same process kind")
+
+
+if __name__ == "__main__":
+    run()

@@ -29,6 +29,11 @@ MAIN_JOB_LAKE_DIRS = {
     "humidity_2020q4_metrics",
     "humidity_forecast_2021",
     "string_count_benchmark",
+    "fruit_images",
+    "fruit_features",
+    "fruit_pca",
+    "fruit_pca_model",
+    "fruit_embedding_plot",
 }
 
 

@@ -202,8 +202,9 @@ def load_spark_predictions(lake: LakeResource, spark: SparkResource, record: pd.
     from pyspark.ml.feature import VectorAssembler
     from pyspark.ml.regression import RandomForestRegressionModel
 
+    session = spark.spark_session  # starts the lazy session: MLlib's loader needs a running SparkContext
     model = RandomForestRegressionModel.load(lake.spark_uri(*record["artifact_key"].split("/")))
-    frame = spark.spark_session.createDataFrame(rows[feature_columns()].assign(row=np.arange(len(rows))))
+    frame = session.createDataFrame(rows[feature_columns()].assign(row=np.arange(len(rows))))
     assembled = VectorAssembler(inputCols=feature_columns(), outputCol="features").transform(frame)
     predicted = model.transform(assembled).select("row", "prediction").toPandas()
     return predicted.set_index("row")["prediction"].reindex(np.arange(len(rows))).to_numpy()

@@ -36,16 +36,24 @@ class DrainSummary:
     seconds: float = 0.0
 
 
+class DrainStalled(RuntimeError):
+    """A drain that stopped making progress before the end offsets it set out to reach."""
+
+
 def _reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
 def drain_inference(kafka: KafkaResource, collection: Collection, classify: Classifier, model_version: str,
                     topic: str = "image_data", group: str = INFERENCE_GROUP, batch_size: int = 256,
-                    stop_at_end: bool = True, idle_timeout_s: float = 10.0,
+                    stop_at_end: bool = True, stall_timeout_s: float = 90.0,
                     should_stop: Callable[[], bool] = lambda: False) -> DrainSummary:
-    """Classify every message up to the end offsets seen at start (or until should_stop), committing after writes."""
-    consumer = kafka.consumer(group, topic, max_poll_records=batch_size)
+    """Classify every message up to the end offsets seen at start (or until should_stop), committing after writes.
+
+    A drain that makes no progress for stall_timeout_s before reaching the end raises DrainStalled.
+    """
+    # A short session lets a rerun take over the partitions of a killed member within seconds.
+    consumer = kafka.consumer(group, topic, max_poll_records=batch_size, session_timeout_ms=10_000)
     dlq = kafka.producer()
     summary = DrainSummary()
     start = time.perf_counter()
@@ -64,8 +72,12 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
                 summary.batches += 1
             if stop_at_end and _reached(consumer, end_offsets):
                 break
-            if stop_at_end and time.monotonic() - idle_since > idle_timeout_s:
-                break
+            if stop_at_end and time.monotonic() - idle_since > stall_timeout_s:
+                positions = {tp.partition: consumer.position(tp) for tp in consumer.assignment()}
+                raise DrainStalled(
+                    f"{topic}: no progress for {stall_timeout_s:.0f}s before the end offsets "
+                    f"{ {tp.partition: n for tp, n in end_offsets.items()} } (positions {positions}); another member "
+                    f"of group {group} may hold the partitions, or the broker is unreachable")
             if should_stop():
                 break
     finally:

@@ -33,7 +33,7 @@ def test_inference_records_upserts_each_id_once_and_dead_letters_bad_messages(st
 
     model_id = small_model_id(mongo)
     config = InferenceRecordsConfig(topic=topic, group=f"g-{unique}", database=database, batch_size=16,
-                                    idle_timeout_s=5)
+                                    stall_timeout_s=60)
     result, check = list(inference_records(build_asset_context(), config=config, kafka=kafka, mongo=mongo,
                                            cifar_classifier=pd.DataFrame({"model_id": [model_id]})))
     assert isinstance(result, MaterializeResult)

@@ -50,7 +50,7 @@ def test_drain_stores_each_id_once_and_dead_letters_bad_messages(stack: StackSet
 
     # offsets were committed: a second drain finds nothing new
     again = drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
-                            idle_timeout_s=3)
+                            stall_timeout_s=30)
     assert again.stored == 0 and again.dead_letters == 0
 
     # a replayed copy of the same messages (new group) upserts into the same documents

@@ -24,7 +24,8 @@ class InferenceRecordsConfig(Config):
     batch_size: int = Field(default=256, ge=1, description="Messages classified and written per batch.")
     topic: str = Field(default=IMAGE_TOPIC, description="Topic of image messages; dead letters go to <topic>.dlq.")
     group: str = Field(default=INFERENCE_GROUP, description="Consumer group whose committed offsets are advanced.")
-    idle_timeout_s: float = Field(default=10.0, gt=0, description="Stop early after this long without messages.")
+    stall_timeout_s: float = Field(default=90.0, gt=0,
+                                   description="Fail when the drain makes no progress for this long before the end.")
     database: str = Field(default=INFERENCE_DATABASE, description="Mongo database of the `inferences` collection.")
 
 
@@ -42,7 +43,7 @@ def inference_records(context: AssetExecutionContext, config: InferenceRecordsCo
     loaded = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).load(model_id)
     collection = mongo.client()[config.database][INFERENCE_COLLECTION]
     summary = drain_inference(kafka, collection, model_classifier(loaded.model), model_id, topic=config.topic,
-                              group=config.group, batch_size=config.batch_size, idle_timeout_s=config.idle_timeout_s)
+                              group=config.group, batch_size=config.batch_size, stall_timeout_s=config.stall_timeout_s)
     context.log.info(f"{summary.stored} stored, {summary.dead_letters} dead letters in {summary.seconds:.1f}s")
     reasons = pd.DataFrame(sorted(summary.reasons.items()), columns=["reason", "messages"])
     yield MaterializeResult(metadata={

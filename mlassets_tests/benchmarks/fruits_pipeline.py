@@ -74,7 +74,7 @@ def run(stack: Any = None) -> None:
         started = time.perf_counter()
         cold = _materialize([fruit_images, fruit_features, fruit_pca], resources, config)
         wall = time.perf_counter() - started
-        warm = _materialize([fruit_features], resources, config)["fruit_features"]
+        warm = _materialize([fruit_features], resources, {"fruit_features": config["fruit_features"]})["fruit_features"]
         spark.spark_session.stop()
     rows = cold["fruit_features"]["dagster/row_count"]
     loop_seconds, bare_images_per_second = plain_loop_seconds(paths, cold["fruit_pca"]["k_requested"])

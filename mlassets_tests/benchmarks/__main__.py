@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from mlassets_tests.benchmarks import fruits_pipeline, humidity_forests, kafka_throughput, string_count, susy_throughput
+from mlassets_tests.benchmarks import fruits_pipeline, humidity_forests, iot_pipeline, kafka_throughput, string_count, susy_throughput
 from mlassets_tests.benchmarks.common import bench_stack
 
 BENCHMARKS = {"kafka": kafka_throughput.run, "string_count": string_count.run,
               "humidity_forests": humidity_forests.run, "susy": susy_throughput.run,
-              "fruits": fruits_pipeline.run}
+              "fruits": fruits_pipeline.run, "iot": iot_pipeline.run}
 
 
 def main(names: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""The whole asset graph through the CLI users run: `dagster asset materialize` and `dagster job execute`."""
+"""The whole asset graph through the CLI users run: `dagster asset materialize` and `mlassets materialize`."""
 
 import os
 import subprocess
@@ -15,6 +15,9 @@ REPO = Path(__file__).resolve().parent.parent
 MAIN_JOB_LAKE_DIRS = {
     "cifar10_images",
     "cifar_classifier",
+    "sample_image_messages",
+    "producer_error_counts",
+    "class_accuracy",
     "susy_dataset",
     "susy_train_topic",
     "susy_model",
@@ -73,3 +76,10 @@ def test_main_run(stack: StackSettings, test_env: dict[str, str], tmp_path: Path
     assert len(pd.read_parquet(lake / "susy_dataset")) == 10_000
     model = pd.read_parquet(lake / "cifar_classifier").iloc[0]
     assert model["model_id"].startswith("cifar_classifier:v")
+    # the IoT pipeline ran end to end: 4 x 250 sample images classified, and the per-producer table printed
+    (day,) = [p.name for p in (lake / "producer_error_counts").iterdir() if p.is_dir()]
+    producers = pd.read_parquet(lake / "producer_error_counts" / day)
+    assert producers["producer_id"].tolist() == ["producer-1", "producer-2", "producer-3", "producer-4"]
+    assert producers["total_inferences"].tolist() == [250] * 4
+    assert f"Wrong inferences per producer on {day}" in result.stdout
+    assert "| producer-4 |" in result.stdout

@@ -92,3 +92,20 @@ def test_unknown_env_fails_definitions_load(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "unknown environment 'nope'" in result.stdout + result.stderr
+
+
+def test_prod_runs_the_error_table_through_pipes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same asset key, group and checks in every environment; only prod computes it on EMR (resource `emr`)."""
+    from dagster import AssetKey
+
+    from mlassets.definitions import iot_assets
+
+    for name, value in PROD_VARS.items():
+        monkeypatch.setenv(name, value)
+    by_env = {env: next(a for a in iot_assets(env) if getattr(a, "key", None) == AssetKey("producer_error_counts"))
+              for env in ("local", "prod")}
+    assert "emr" in by_env["prod"].required_resource_keys and "spark" not in by_env["prod"].required_resource_keys
+    assert "spark" in by_env["local"].required_resource_keys
+    assert by_env["prod"].group_names_by_key == by_env["local"].group_names_by_key == {
+        AssetKey("producer_error_counts"): "iot"}
+    assert by_env["prod"].check_keys == by_env["local"].check_keys

@@ -1,7 +1,7 @@
 """Per-day error tables of the inference records: wrong inferences per producer and accuracy per class (Spark)."""
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -140,13 +140,27 @@ def _checks(name: str, rate: str) -> list[AssetCheckSpec]:
     ]
 
 
-def _table_metadata(table: pd.DataFrame, columns: dict[str, str], days: list[str]) -> dict[str, Any]:
-    return {
+def _day_table(context: AssetExecutionContext, config: DayTablesConfig, spark: SparkResource, mongo: MongoResource,
+               lake: LakeResource, count: Callable[[Any], pd.DataFrame], key: str, collection: str,
+               columns: dict[str, str], inferred: str, pending: str, rate: str
+               ) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """Count the partition's days on Spark, replace their rows in Mongo and the lake, and check the table."""
+    window = context.partition_time_window
+    days = days_of(window)
+    table = count(inference_days(spark.spark_session, window, config.database))
+    database = mongo.client()[config.database]
+    replace_days(table, days, key, database[collection], context.asset_key.to_user_string(), lake)
+    expected = database[INFERENCE_COLLECTION].count_documents(window_filter(window))
+    counted = int(table[inferred].sum() + table[pending].sum())
+    context.log.info("\n" + markdown_table(table, max_rows=50))
+    yield MaterializeResult(metadata={
         "dagster/row_count": len(table),
         "dagster/column_schema": column_schema(table, columns),
         "days": f"{days[0]} ... {days[-1]}" if len(days) > 1 else days[0],
         "table": MetadataValue.md(markdown_table(table, max_rows=50)),
-    }
+        "mongo_collection": f"{config.database}.{collection}",
+    })
+    yield from table_checks(table, counted, expected, rate)
 
 
 @asset(
@@ -156,19 +170,11 @@ def _table_metadata(table: pd.DataFrame, columns: dict[str, str], days: list[str
     kinds={"spark", "mongodb", "parquet"},
     check_specs=_checks("producer_error_counts", "error_rate"),
 )
-def producer_error_counts(context: AssetExecutionContext, config: DayTablesConfig, spark: SparkResource, mongo: MongoResource,
-                          lake: LakeResource) -> Iterator[MaterializeResult | AssetCheckResult]:
+def producer_error_counts(context: AssetExecutionContext, config: DayTablesConfig, spark: SparkResource,
+                          mongo: MongoResource, lake: LakeResource) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Per UTC day and producer: wrong inferences, inferred and pending records, error rate (fraction)."""
-    window = context.partition_time_window
-    days = days_of(window)
-    table = count_producer_errors(inference_days(spark.spark_session, window, config.database))
-    database = mongo.client()[config.database]
-    replace_days(table, days, "producer_id", database["wrong_inference_stats"], "producer_error_counts", lake)
-    expected = database[INFERENCE_COLLECTION].count_documents(window_filter(window))
-    counted = int(table["total_inferences"].sum() + table["pending_count"].sum())
-    context.log.info("\n" + markdown_table(table, max_rows=50))
-    yield MaterializeResult(metadata=_table_metadata(table, PRODUCER_COLUMNS, days))
-    yield from table_checks(table, counted, expected, "error_rate")
+    yield from _day_table(context, config, spark, mongo, lake, count_producer_errors, "producer_id",
+                          "wrong_inference_stats", PRODUCER_COLUMNS, "total_inferences", "pending_count", "error_rate")
 
 
 @asset(
@@ -178,15 +184,8 @@ def producer_error_counts(context: AssetExecutionContext, config: DayTablesConfi
     kinds={"spark", "mongodb", "parquet"},
     check_specs=_checks("class_accuracy", "accuracy"),
 )
-def class_accuracy(context: AssetExecutionContext, config: DayTablesConfig, spark: SparkResource, mongo: MongoResource,
-                   lake: LakeResource) -> Iterator[MaterializeResult | AssetCheckResult]:
+def class_accuracy(context: AssetExecutionContext, config: DayTablesConfig, spark: SparkResource,
+                   mongo: MongoResource, lake: LakeResource) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Per UTC day and ground-truth class: inferred, correct and pending records, and the accuracy (fraction)."""
-    window = context.partition_time_window
-    days = days_of(window)
-    table = count_class_accuracy(inference_days(spark.spark_session, window, config.database))
-    database = mongo.client()[config.database]
-    replace_days(table, days, "class", database["class_accuracy"], "class_accuracy", lake)
-    expected = database[INFERENCE_COLLECTION].count_documents(window_filter(window))
-    counted = int(table["total"].sum() + table["pending"].sum())
-    yield MaterializeResult(metadata=_table_metadata(table, CLASS_COLUMNS, days))
-    yield from table_checks(table, counted, expected, "accuracy")
+    yield from _day_table(context, config, spark, mongo, lake, count_class_accuracy, "class", "class_accuracy",
+                          CLASS_COLUMNS, "total", "pending", "accuracy")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,12 @@ def test_stack_settings() -> StackSettings:
         mongo_port=int(os.environ.get("MLASSETS_TEST_MONGO_PORT", 37017)),
         s3_port=int(os.environ.get("MLASSETS_TEST_S3_PORT", 19000)),
     )
+
+
+def dagster_cli(args: list[str], env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the venv's `dagster` command from the repository root, capturing its output."""
+    return subprocess.run([str(Path(sys.executable).with_name("dagster")), *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

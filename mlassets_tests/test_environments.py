@@ -1,14 +1,13 @@
 """Every environment binds the same resource keys; bad names and values fail naming the file and key."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from dagster import EnvVar
 
 from mlassets.environments import EnvironmentError_, available_environments, load_environment
+from mlassets_tests.conftest import dagster_cli
 
 REPO = Path(__file__).resolve().parent.parent
 PROD_VARS = {
@@ -76,20 +75,14 @@ def test_unset_nested_variable_is_named(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize("env", ["local", "docker", "prod"])
 def test_dagster_definitions_validate(env: str, tmp_path: Path) -> None:
     run_env = {**os.environ, **PROD_VARS, "MLASSETS_ENV": env, "DAGSTER_HOME": str(tmp_path)}
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-m", "mlassets.definitions"],
-        env=run_env, capture_output=True, text=True, cwd=REPO, timeout=300,
-    )
+    result = dagster_cli(["definitions", "validate", "-m", "mlassets.definitions"], run_env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "All code locations passed validation" in result.stdout + result.stderr
 
 
 def test_unknown_env_fails_definitions_load(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-m", "mlassets.definitions"],
-        env={**os.environ, "MLASSETS_ENV": "nope", "DAGSTER_HOME": str(tmp_path)},
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-    )
+    result = dagster_cli(["definitions", "validate", "-m", "mlassets.definitions"],
+                         {**os.environ, "MLASSETS_ENV": "nope", "DAGSTER_HOME": str(tmp_path)}, timeout=300)
     assert result.returncode != 0
     assert "unknown environment 'nope'" in result.stdout + result.stderr
 

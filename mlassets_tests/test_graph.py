@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlassets.stack import StackSettings
+from mlassets_tests.conftest import dagster_cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,16 +49,11 @@ def stack_env(stack: StackSettings) -> dict[str, str]:
             "MLASSETS_STACK_MONGO_PORT": str(stack.mongo_port), "MLASSETS_STACK_S3_PORT": str(stack.s3_port)}
 
 
-def _dagster(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).with_name("dagster")), *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
-
-
 def test_materialize_one_asset_from_the_cli(test_env: dict[str, str], tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     env = {**os.environ, **test_env, "MLASSETS_LAKE_ROOT": str(lake), "DAGSTER_HOME": str(tmp_path / "home")}
     (tmp_path / "home").mkdir()
-    result = _dagster(["asset", "materialize", "--select", "weather_observations", "-m", "mlassets.definitions"], env)
+    result = dagster_cli(["asset", "materialize", "--select", "weather_observations", "-m", "mlassets.definitions"], env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "RUN_SUCCESS" in result.stdout + result.stderr
     assert len(pd.read_parquet(lake / "weather_observations")) == 11_231

@@ -3,8 +3,6 @@
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +12,8 @@ from dagster import DagsterInstance, materialize
 from mlassets.assets.iot.error_tables import class_accuracy, producer_error_counts
 from mlassets.resources import LakeResource, MongoResource
 from mlassets.stack import StackSettings
+from mlassets_tests.conftest import dagster_cli
 
-REPO = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
 
 
@@ -88,10 +86,9 @@ def test_partition_range_from_the_cli_is_one_run(stack: StackSettings, test_env:
     home.mkdir()
     env = {**os.environ, **test_env, "MLASSETS_LAKE_ROOT": str(lake), "DAGSTER_HOME": str(home)}
     config = json.dumps({"ops": {"producer_error_counts": {"config": {"database": database}}}})
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "--select", "producer_error_counts",
-         "--partition-range", "2026-11-19...2026-11-20", "-m", "mlassets.definitions", "--config-json", config],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = dagster_cli(
+        ["asset", "materialize", "--select", "producer_error_counts", "--partition-range", "2026-11-19...2026-11-20",
+         "-m", "mlassets.definitions", "--config-json", config], env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()

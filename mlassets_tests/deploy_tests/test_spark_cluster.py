@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +12,8 @@ from mlassets.resources import LakeResource, MongoResource
 from mlassets.stack import StackSettings
 from mlassets.stack.spark_cluster import SparkClusterSettings, SparkStandaloneCluster
 from mlassets_tests.assets_tests.test_iot_error_tables import RECORDS
+from mlassets_tests.conftest import dagster_cli
 
-REPO = Path(__file__).resolve().parents[2]
 PARTITION = "2026-11-20"
 
 
@@ -32,11 +31,8 @@ def _materialize(test_env: dict[str, str], master: str, database: str, lake: Pat
     env = {**os.environ, **test_env, "MLASSETS_SPARK_MASTER": master, "MLASSETS_LAKE_ROOT": str(lake),
            "DAGSTER_HOME": str(home), "PYSPARK_PYTHON": sys.executable}
     config = {"ops": {"producer_error_counts": {"config": {"database": database}}}}
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mlassets.definitions",
-         "--select", "producer_error_counts", "--partition", PARTITION, "--config-json", json.dumps(config)],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
+    result = dagster_cli(["asset", "materialize", "-m", "mlassets.definitions", "--select", "producer_error_counts",
+                          "--partition", PARTITION, "--config-json", json.dumps(config)], env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 

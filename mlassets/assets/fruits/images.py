@@ -1,6 +1,5 @@
 """The Fruits-360 images in the lake, `fruit_images/images/<class>/<file>`, with a manifest and a quarantine table."""
 
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import Field
 
 from mlassets.datasets.fruits360 import find_fruits, inspect_image, list_fruit_files
 from mlassets.metadata import column_schema, markdown_table
+from mlassets.models.serialization import sha256_hex
 from mlassets.resources import DatasetsResource, LakeResource
 
 ASSET = "fruit_images"
@@ -65,7 +65,7 @@ def sort_files(files: pd.DataFrame) -> tuple[list[dict], list[dict]]:
                                 "sha256": "", "reason": f"unreadable file: {exc}"})
             continue
         info, reason = inspect_image(data)
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_hex(data)
         if info is None:
             quarantined.append({"source": str(path), "label": row.label, "file": path.name, "bytes": len(data),
                                 "sha256": digest, "reason": reason})

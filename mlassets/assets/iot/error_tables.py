@@ -132,12 +132,19 @@ def table_checks(table: pd.DataFrame, counted: int, expected: int, rate: str) ->
     ]
 
 
-def _checks(name: str, rate: str) -> list[AssetCheckSpec]:
-    return [
-        AssetCheckSpec("totals_match_records", asset=name,
-                       description="the table's counts add up to the partition's records in MongoDB"),
-        AssetCheckSpec(f"{rate}_in_bounds", asset=name, description=f"every {rate} is between 0 and 1"),
-    ]
+def _day_table_asset(name: str, rate: str) -> dict[str, Any]:
+    """The @asset arguments both day tables share: daily partitions, one run per range, the two checks."""
+    return {
+        "deps": [inference_records],
+        "partitions_def": INFERENCE_DAYS,
+        "backfill_policy": BackfillPolicy.single_run(),
+        "kinds": {"spark", "mongodb", "parquet"},
+        "check_specs": [
+            AssetCheckSpec("totals_match_records", asset=name,
+                           description="the table's counts add up to the partition's records in MongoDB"),
+            AssetCheckSpec(f"{rate}_in_bounds", asset=name, description=f"every {rate} is between 0 and 1"),
+        ],
+    }
 
 
 def _day_table(context: AssetExecutionContext, config: DayTablesConfig, spark: SparkResource, mongo: MongoResource,
@@ -152,24 +159,19 @@ def _day_table(context: AssetExecutionContext, config: DayTablesConfig, spark: S
     replace_days(table, days, key, database[collection], context.asset_key.to_user_string(), lake)
     expected = database[INFERENCE_COLLECTION].count_documents(window_filter(window))
     counted = int(table[inferred].sum() + table[pending].sum())
-    context.log.info("\n" + markdown_table(table, max_rows=50))
+    preview = markdown_table(table, max_rows=50)
+    context.log.info("\n" + preview)
     yield MaterializeResult(metadata={
         "dagster/row_count": len(table),
         "dagster/column_schema": column_schema(table, columns),
         "days": f"{days[0]} ... {days[-1]}" if len(days) > 1 else days[0],
-        "table": MetadataValue.md(markdown_table(table, max_rows=50)),
+        "table": MetadataValue.md(preview),
         "mongo_collection": f"{config.database}.{collection}",
     })
     yield from table_checks(table, counted, expected, rate)
 
 
-@asset(
-    deps=[inference_records],
-    partitions_def=INFERENCE_DAYS,
-    backfill_policy=BackfillPolicy.single_run(),
-    kinds={"spark", "mongodb", "parquet"},
-    check_specs=_checks("producer_error_counts", "error_rate"),
-)
+@asset(**_day_table_asset("producer_error_counts", "error_rate"))
 def producer_error_counts(context: AssetExecutionContext, config: DayTablesConfig, spark: SparkResource,
                           mongo: MongoResource, lake: LakeResource) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Per UTC day and producer: wrong inferences, inferred and pending records, error rate (fraction)."""
@@ -177,13 +179,7 @@ def producer_error_counts(context: AssetExecutionContext, config: DayTablesConfi
                           "wrong_inference_stats", PRODUCER_COLUMNS, "total_inferences", "pending_count", "error_rate")
 
 
-@asset(
-    deps=[inference_records],
-    partitions_def=INFERENCE_DAYS,
-    backfill_policy=BackfillPolicy.single_run(),
-    kinds={"spark", "mongodb", "parquet"},
-    check_specs=_checks("class_accuracy", "accuracy"),
-)
+@asset(**_day_table_asset("class_accuracy", "accuracy"))
 def class_accuracy(context: AssetExecutionContext, config: DayTablesConfig, spark: SparkResource,
                    mongo: MongoResource, lake: LakeResource) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Per UTC day and ground-truth class: inferred, correct and pending records, and the accuracy (fraction)."""

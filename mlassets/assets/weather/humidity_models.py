@@ -1,6 +1,5 @@
 """Humidity random forests of the same size: scikit-learn in one process and Spark MLlib, on the same split."""
 
-import hashlib
 import io
 import time
 from typing import Any
@@ -12,6 +11,7 @@ from pydantic import Field
 
 from mlassets.assets.weather.features import feature_columns
 from mlassets.metadata import table_metadata
+from mlassets.models.serialization import sha256_hex
 from mlassets.resources import LakeResource, SparkResource
 
 SCORED_SPLITS = ("validation", "test_2020q4", "forecast_2021")
@@ -130,7 +130,7 @@ def humidity_model_standalone(context: AssetExecutionContext, config: HumidityFo
     validation = (scored["split"] == "validation").to_numpy()
     record = _record(context, config, "scikit-learn", train, scored["humidity"].to_numpy()[validation],
                      predicted[validation], fit_seconds, predict_seconds, len(scored), key, uri,
-                     hashlib.sha256(data).hexdigest())
+                     sha256_hex(data))
     return Output(record, metadata={
         **table_metadata(record), "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
         "validation_mse": float(record["validation_mse"].iat[0]), "artifact": uri, "nodes": int(len(arrays["value"])),
@@ -186,7 +186,7 @@ def humidity_model_spark(context: AssetExecutionContext, config: HumidityForestC
 def load_standalone_predictions(lake: LakeResource, record: pd.Series, features: np.ndarray) -> np.ndarray:
     """Predictions of the stored scikit-learn forest (sha256 checked) for the feature rows."""
     data = lake.read_bytes(*record["artifact_key"].split("/"))
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_hex(data)
     if digest != record["artifact_sha256"]:
         raise ValueError(f"{record['artifact_uri']}: sha256 {digest} differs from the recorded {record['artifact_sha256']}")
     arrays = arrays_from_bytes(data)

@@ -73,7 +73,7 @@ def decode_image_message(value: bytes | None) -> ImageMessage:
     try:
         raw = base64.b64decode(doc["Data"], validate=True)
         with Image.open(io.BytesIO(raw)) as img:
-            image = np.asarray(img.convert("RGB"))
+            image = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as exc:
         raise BadMessage(f"undecodable image: {exc}") from exc
     if image.shape != IMAGE_SHAPE:

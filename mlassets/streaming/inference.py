@@ -6,11 +6,13 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 from pymongo.collection import Collection
@@ -51,7 +53,9 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
                     should_stop: Callable[[], bool] = lambda: False) -> DrainSummary:
     """Classify every message up to the end offsets seen at start (or until should_stop), committing after writes.
 
-    A drain that makes no progress for stall_timeout_s before reaching the end raises DrainStalled.
+    Batch k is classified and written on a worker thread while batch k+1 is fetched and decoded, and a batch's
+    offsets are committed only once it is written. A drain that makes no progress for stall_timeout_s before
+    reaching the end raises DrainStalled.
     """
     # A short session lets a rerun take over the partitions of a killed member within seconds.
     consumer = kafka.consumer(group, topic, max_poll_records=batch_size, session_timeout_ms=10_000)
@@ -59,17 +63,25 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
     summary = DrainSummary()
     start = time.perf_counter()
     end_offsets: dict[TopicPartition, int] = {}
+    in_flight: _Batch | None = None
+    # TensorFlow and the socket wait release the GIL, so the worker overlaps the main thread's decoding.
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference-write")
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         end_offsets = consumer.end_offsets([TopicPartition(topic, p) for p in partitions]) if stop_at_end else {}
         idle_since = time.monotonic()
         while True:
-            polled = consumer.poll(timeout_ms=1000, max_records=batch_size)
+            # With a batch in flight, wait only briefly: if nothing more is buffered, commit that batch now.
+            polled = consumer.poll(timeout_ms=50 if in_flight else 1000, max_records=batch_size)
             records = [r for part in polled.values() for r in part]
-            if records:
+            batch = _decode(records, dlq, f"{topic}.dlq", summary) if records else None
+            if in_flight is not None:
+                _commit_written(in_flight, consumer, dlq, summary)
+                in_flight = None
+            if batch is not None:
                 idle_since = time.monotonic()
-                _process(records, collection, classify, model_version, dlq, f"{topic}.dlq", summary)
-                consumer.commit()
+                batch.stored = worker.submit(_store, batch.good, collection, classify, model_version)
+                in_flight = batch
                 summary.batches += 1
             if stop_at_end and _reached(consumer, end_offsets):
                 break
@@ -81,7 +93,10 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
                     f"of group {group} may hold the partitions, or the broker is unreachable")
             if should_stop():
                 break
+        if in_flight is not None:
+            _commit_written(in_flight, consumer, dlq, summary)
     finally:
+        worker.shutdown(wait=True)  # never leave a write half-done; an uncommitted batch is redelivered next time
         dlq.close()
         consumer.close()
     summary.seconds = time.perf_counter() - start
@@ -123,10 +138,21 @@ def _upsert(collection: Collection, docs: list[dict]) -> None:
                                      upsert=True) for d in existing], ordered=False)
 
 
-def _process(records: list, collection: Collection, classify: Classifier, model_version: str, dlq,
-             dlq_topic: str, summary: DrainSummary) -> None:
+@dataclass
+class _Batch:
+    """One polled batch: the decoded good messages, the offsets to commit once written, and the pending write."""
+
+    good: list[tuple[object, ImageMessage]]
+    offsets: dict[TopicPartition, OffsetAndMetadata]
+    stored: Future | None = None
+
+
+def _decode(records: list, dlq, dlq_topic: str, summary: DrainSummary) -> _Batch:
+    """Decode a polled batch; bad messages go to the dead-letter topic with their reason."""
     good: list[tuple[object, ImageMessage]] = []
+    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
     for record in records:
+        offsets[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(record.offset + 1, "", -1)
         try:
             good.append((record, decode_image_message(record.value)))
         except BadMessage as exc:
@@ -137,15 +163,27 @@ def _process(records: list, collection: Collection, classify: Classifier, model_
             summary.dead_letters += 1
             kind = _reason_kind(exc.reason)
             summary.reasons[kind] = summary.reasons.get(kind, 0) + 1
-    if good:
-        predicted, confidence = classify(np.stack([m.image for _, m in good]))
-        now = dt.datetime.now(dt.timezone.utc)
-        docs = [{
-            "_id": m.id, "producer_id": m.producer_id, "seq": m.seq, "GroundTruth": m.ground_truth,
-            "InferredValue": LABELS[int(p)], "confidence": float(c), "model_version": model_version,
-            "inferred_at": now, "sent_at": dt.datetime.fromtimestamp(m.sent_at, dt.timezone.utc),
-            "partition": r.partition, "offset": r.offset,
-        } for (r, m), p, c in zip(good, predicted, confidence)]
-        _upsert(collection, docs)
-        summary.stored += len(good)
-    dlq.flush()  # dead letters are durable before the offsets move past them
+    return _Batch(good, offsets)
+
+
+def _store(good: list[tuple[object, ImageMessage]], collection: Collection, classify: Classifier,
+           model_version: str) -> int:
+    """Classify the good messages of a batch and write their documents; returns how many were written."""
+    if not good:
+        return 0
+    predicted, confidence = classify(np.stack([m.image for _, m in good]))
+    now = dt.datetime.now(dt.timezone.utc)
+    _upsert(collection, [{
+        "_id": m.id, "producer_id": m.producer_id, "seq": m.seq, "GroundTruth": m.ground_truth,
+        "InferredValue": LABELS[int(p)], "confidence": float(c), "model_version": model_version,
+        "inferred_at": now, "sent_at": dt.datetime.fromtimestamp(m.sent_at, dt.timezone.utc),
+        "partition": r.partition, "offset": r.offset,
+    } for (r, m), p, c in zip(good, predicted, confidence)])
+    return len(good)
+
+
+def _commit_written(batch: _Batch, consumer, dlq, summary: DrainSummary) -> None:
+    """Wait for the batch's write (re-raising its error), make its dead letters durable, then commit its offsets."""
+    summary.stored += batch.stored.result()
+    dlq.flush()
+    consumer.commit(batch.offsets)

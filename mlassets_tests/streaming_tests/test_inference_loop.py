@@ -3,6 +3,8 @@
 import json
 
 import numpy as np
+import pytest
+from kafka import TopicPartition
 from kafka.admin import NewTopic
 
 from mlassets.datasets.cifar10 import LABELS, read_cifar10
@@ -58,3 +60,34 @@ def test_drain_stores_each_id_once_and_dead_letters_bad_messages(stack: StackSet
     assert replay.stored == 60
     assert collection.count_documents({}) == 60
     assert collection.count_documents({"model_version": "test:v2"}) == 60
+
+
+def test_a_failed_write_commits_only_the_batches_written_before_it(stack: StackSettings, data_dir,
+                                                                    unique: str) -> None:
+    kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
+    topic, group = f"image_data_{unique}", f"g-{unique}"
+    admin = kafka.admin()
+    admin.create_topics([NewTopic(topic, 1, 1), NewTopic(f"{topic}.dlq", 1, 1)])
+    admin.close()
+    produce_images(kafka, read_cifar10(data_dir / "cifar10"), producers=2, images_per_producer=30, topic=topic,
+                   progress=False)
+    calls = [0]
+
+    def fails_on_third_batch(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError("the model server went away")
+        return brightness_classifier(images)
+
+    collection = MongoResource(uri=stack.mongo_uri).client()[f"image_database_{unique}"]["inferences"]
+    with pytest.raises(RuntimeError, match="went away"):
+        drain_inference(kafka, collection, fails_on_third_batch, "test:v1", topic=topic, group=group, batch_size=16)
+    # the next batch was already fetched while the third was classified, but only the written two are committed
+    probe = kafka.consumer(group)
+    committed = probe.committed(TopicPartition(topic, 0))
+    probe.close()
+    assert committed == 32 and collection.count_documents({}) == 32
+
+    rerun = drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
+                            batch_size=16)
+    assert rerun.stored == 28 and collection.count_documents({}) == 60

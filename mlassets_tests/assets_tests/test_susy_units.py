@@ -16,7 +16,14 @@ from mlassets.assets.susy.train_topic import offset_ranges_frame
 from mlassets.datasets.susy import FEATURES
 from mlassets.models import susy_mlp
 from mlassets.models.serialization import model_to_bytes, sha256_hex
-from mlassets.models.susy_mlp import StandardScaler, build_susy_mlp, confusion, histogram_auc, score_frames
+from mlassets.models.susy_mlp import (
+    StandardScaler,
+    SusyScorer,
+    build_susy_mlp,
+    confusion,
+    histogram_auc,
+    score_frames,
+)
 from mlassets.resources import KafkaResource
 from mlassets.streaming.susy_messages import encode_train_rows, ensure_topic
 
@@ -60,10 +67,76 @@ def test_scorer_loads_once_per_process_and_refuses_a_changed_blob(monkeypatch) -
     frames = [pd.DataFrame({"chunk": "chunk-00", "label": rng.integers(0, 2, 100), **dict(zip(FEATURES, part.T))})
               for part in np.split(features, 3)]
     out = pd.concat(score_frames(iter(frames), "susy_mlp:v9", payload, threads=0, bins=64))
-    assert out["rows"].sum() == 300 and out["model_loads"].tolist() == [1, 1, 1]
+    assert out["rows"].tolist() == [300] and out["batches"].tolist() == [3] and out["model_loads"].tolist() == [1]
     bad = SimpleNamespace(value=(architecture, blob + b"x", sha256_hex(blob)))
     with pytest.raises(ValueError, match="tampered"):
         list(score_frames(iter(frames), "susy_mlp:v10", bad, threads=0, bins=64))
+
+
+def _trained_susy_bytes(rng: np.random.Generator) -> tuple:
+    """A SUSY MLP fitted for one epoch on synthetic rows, its scaler, its store bytes and fresh rows to score."""
+    import keras
+
+    features = rng.normal(size=(4000, 18)).astype(np.float32) * 2 + 1
+    scaler = StandardScaler.fit(features)
+    keras.utils.set_random_seed(4)
+    model = build_susy_mlp()
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(scaler.transform(features[:2000]), (features[:2000, 0] > 1).astype(np.float32), epochs=1, verbose=0)
+    architecture, blob = model_to_bytes(model, scaler.extras())
+    return model, scaler, architecture, blob, features[2000:]
+
+
+def test_the_numpy_forward_pass_gives_the_keras_scores() -> None:
+    model, scaler, architecture, blob, features = _trained_susy_bytes(np.random.default_rng(2))
+    scorer = SusyScorer.numpy_from_bytes(architecture, blob)
+    assert scorer is not None and scorer.engine == "numpy"
+    for rows in (2000, 333, 1):  # two steps of DenseStack.step_rows and a remainder, one short step, one row
+        keras_scores = model.predict(scaler.transform(features[:rows]), verbose=0).reshape(-1)
+        np.testing.assert_allclose(scorer.predict(features[:rows]), keras_scores, rtol=0, atol=1e-5)
+    extreme = features[:5] * 1e4  # far outside the training range: a saturated sigmoid
+    keras_scores = model.predict(scaler.transform(extreme), verbose=0).reshape(-1)
+    np.testing.assert_allclose(scorer.predict(extreme), keras_scores, rtol=0, atol=1e-5)
+
+
+def test_other_architectures_are_scored_by_keras(monkeypatch) -> None:
+    import keras
+
+    monkeypatch.setattr(susy_mlp, "_SCORERS", {})
+    monkeypatch.setattr(susy_mlp.sys, "path", [*susy_mlp.sys.path, "/nowhere/spark-package.jar"])
+    features = np.random.default_rng(3).normal(size=(50, 18)).astype(np.float32)
+    model = keras.Sequential([keras.Input(shape=(18,)), keras.layers.Dense(8, activation="tanh"),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(1, activation="sigmoid")])
+    scaler = StandardScaler.fit(features)
+    architecture, blob = model_to_bytes(model, scaler.extras())
+    assert SusyScorer.numpy_from_bytes(architecture, blob) is None
+    path = list(susy_mlp.sys.path)
+    scorer = susy_mlp.cached_scorer("other:v1", lambda: (architecture, blob, sha256_hex(blob)))
+    assert scorer.engine == "keras" and susy_mlp.sys.path == path
+    keras_scores = model.predict(scaler.transform(features), verbose=0).reshape(-1)
+    np.testing.assert_allclose(scorer.predict(features), keras_scores, rtol=0, atol=1e-6)
+
+
+def test_partition_summaries_add_up_the_batches_per_chunk(monkeypatch) -> None:
+    monkeypatch.setattr(susy_mlp, "_SCORERS", {})
+    rng = np.random.default_rng(5)
+    _, _, architecture, blob, features = _trained_susy_bytes(rng)
+    labels = rng.integers(0, 2, len(features))
+    chunks = np.where(rng.random(len(features)) < 0.3, "chunk-01", "chunk-00")
+    payload = SimpleNamespace(value=(architecture, blob, sha256_hex(blob)))
+    frame = pd.DataFrame({"chunk": chunks, "label": labels, **dict(zip(FEATURES, features.T))})
+    batches = [frame.iloc[i:i + 300] for i in range(0, len(frame), 300)]
+    out = pd.concat(score_frames(iter(batches), "susy_mlp:v11", payload, threads=0, bins=256)).set_index("chunk")
+    scores = susy_mlp.cached_scorer("susy_mlp:v11", lambda: payload.value).predict(features)
+    for chunk in ("chunk-00", "chunk-01"):
+        mask = chunks == chunk
+        expected = confusion(labels[mask], scores[mask], 256)
+        row = out.loc[chunk]
+        assert (row["tp"], row["fp"], row["tn"], row["fn"]) == (expected.tp, expected.fp, expected.tn, expected.fn)
+        np.testing.assert_array_equal(row["positive_hist"], expected.positive_hist)
+        np.testing.assert_array_equal(row["negative_hist"], expected.negative_hist)
+        assert row["batches"] == 7
+    assert out["seconds"].gt(0).sum() == 1
 
 
 def test_sensor_requests_a_retrain_for_new_messages_only(stack, unique) -> None:

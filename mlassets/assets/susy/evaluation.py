@@ -31,6 +31,8 @@ from mlassets.resources import LakeResource, MongoResource, SparkResource
 
 ASSET_NAME = "susy_evaluation"
 COUNTS = ["rows", "tp", "fp", "tn", "fn"]
+ARROW_BATCH_CONF = ("spark.sql.execution.arrow.maxRecordsPerBatch", "spark.sql.execution.arrow.maxBytesPerBatch")
+NO_BYTE_LIMIT = 2**31 - 1  # Int.MaxValue: Spark's "no byte limit" value for Arrow batches to Python
 
 
 class SusyEvaluationConfig(Config):
@@ -38,7 +40,7 @@ class SusyEvaluationConfig(Config):
 
     arrow_batch_rows: int = Field(default=65_536, ge=1_000, description="Rows per Arrow batch handed to the model.")
     threads_per_worker: int = Field(default=1, ge=0,
-                                    description="TensorFlow threads of each Python worker (0: TensorFlow's default).")
+                                    description="BLAS (or TensorFlow) threads of each Python worker (0: the default).")
     histogram_bins: int = Field(default=4096, ge=10, description="Score histogram bins used for the pooled AUC.")
 
 
@@ -56,10 +58,10 @@ def pooled(frame: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def per_chunk(batches: pd.DataFrame, model_id: str) -> pd.DataFrame:
-    """Sum the per-batch rows of the scoring job into one row per chunk."""
+def per_chunk(summaries: pd.DataFrame, model_id: str) -> pd.DataFrame:
+    """Sum the scoring job's rows (one per chunk of each Spark partition) into one row per chunk."""
     rows = []
-    for chunk, group in batches.groupby("chunk", sort=True):
+    for chunk, group in summaries.groupby("chunk", sort=True):
         stats = pooled(group)
         rows.append({
             "chunk": chunk, "model_id": model_id, **{c: stats[c] for c in COUNTS},
@@ -83,24 +85,33 @@ def susy_evaluation(context: AssetExecutionContext, config: SusyEvaluationConfig
     model_id = str(susy_model["model_id"].iloc[0])
     architecture, blob, record = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).load_bytes(model_id)
     session = spark.spark_session
+    previous = {key: session.conf.get(key, None) for key in ARROW_BATCH_CONF}
+    # Batches are bounded by rows (65,536 x 20 columns is about 5 MB). Without a byte limit Spark skips the Arrow size
+    # check it otherwise makes after every row: 40% of the JVM's CPU in this job.
     session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.arrow_batch_rows))
+    session.conf.set("spark.sql.execution.arrow.maxBytesPerBatch", str(NO_BYTE_LIMIT))
     payload = session.sparkContext.broadcast((architecture, blob, record.weights_sha256))
     score = functools.partial(score_frames, model_id=model_id, broadcast=payload,
                               threads=config.threads_per_worker, bins=config.histogram_bins)
     start = time.perf_counter()
     try:
-        batches = (susy_test_scaled.select("chunk", "label", *FEATURES)
-                   .mapInPandas(score, SCORE_SCHEMA).toPandas())
+        summaries = (susy_test_scaled.select("chunk", "label", *FEATURES)
+                     .mapInPandas(score, SCORE_SCHEMA).toPandas())
     finally:
         payload.destroy()
+        for key, value in previous.items():
+            if value is None:
+                session.conf.unset(key)
+            else:
+                session.conf.set(key, value)
     seconds = time.perf_counter() - start
     expected = {r["chunk"]: int(r["count"]) for r in susy_test_scaled.groupBy("chunk").count().collect()}
-    chunks = per_chunk(batches, model_id)
+    chunks = per_chunk(summaries, model_id)
     for row in chunks.itertuples(index=False):
         lake.write_parquet(chunks[chunks["chunk"] == row.chunk].reset_index(drop=True), ASSET_NAME, row.chunk)
     stats = pooled(chunks) if len(chunks) else {c: 0 for c in COUNTS}
-    workers = (batches.groupby("worker_pid").agg(batches=("rows", "size"), rows=("rows", "sum"),
-                                                 model_loads=("model_loads", "max")).reset_index())
+    workers = (summaries.groupby("worker_pid").agg(batches=("batches", "sum"), rows=("rows", "sum"),
+                                                   model_loads=("model_loads", "max")).reset_index())
     scored = dict(zip(chunks["chunk"], chunks["rows"]))
     missing = sorted(set(context.partition_keys) - set(scored))
     return MaterializeResult(
@@ -116,6 +127,7 @@ def susy_evaluation(context: AssetExecutionContext, config: SusyEvaluationConfig
             "chunks": MetadataValue.md(markdown_table(chunks[["chunk", *COUNTS, "accuracy", "auc"]])),
             "workers": MetadataValue.md(markdown_table(workers)),
             "max_model_loads_per_worker": int(workers["model_loads"].max()) if len(workers) else 0,
+            "scoring_engine": ",".join(sorted(summaries["engine"].unique())),
             "arrow_batch_rows": config.arrow_batch_rows,
         },
         check_results=[AssetCheckResult(

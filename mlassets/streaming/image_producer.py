@@ -31,12 +31,13 @@ def produce_images(kafka: KafkaResource, images: CifarImages, producers: int, im
     total = producers * images_per_producer
     start = time.perf_counter()
     errors: list[BaseException] = []
+    label_names = images.label_names  # a property that builds the whole array: once, not per message
     for n in range(total):
         seq, p = divmod(n, producers)
         producer_id = f"producer-{p + 1}"
         index = (seq * producers + p) % len(images)
         key, value = encode_image_message(
-            f"{run_id}-{producer_id}-{seq}", producer_id, seq, images.label_names[index], images.images[index],
+            f"{run_id}-{producer_id}-{seq}", producer_id, seq, label_names[index], images.images[index],
             time.time(),
         )
         producer.send(topic, key=key, value=value).add_errback(errors.append)

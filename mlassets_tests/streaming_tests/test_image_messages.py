@@ -32,9 +32,9 @@ def _value(**changes: object) -> bytes:
     return json.dumps({k: v for k, v in doc.items() if v is not ...}).encode()
 
 
-def _png(size: tuple[int, int], mode: str = "RGB") -> str:
+def _png(size: tuple[int, int], mode: str = "RGB", image_format: str = "PNG") -> str:
     buffer = io.BytesIO()
-    Image.new(mode, size).save(buffer, format="PNG")
+    Image.new(mode, size).save(buffer, format=image_format)
     return base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -46,6 +46,7 @@ def _png(size: tuple[int, int], mode: str = "RGB") -> str:
     (_value(Data="!!!notbase64"), "undecodable image"),
     (_value(Data=base64.b64encode(b"GIF89a-no").decode()), "undecodable image"),
     (_value(Data=_png((64, 64))), "wrong image size 64x64"),
+    (_value(Data=_png((32, 32), image_format="JPEG")), "undecodable image"),  # the wire format is PNG
     (None, "empty message value"),
 ])
 def test_bad_messages_have_a_reason(value: bytes, reason: str) -> None:

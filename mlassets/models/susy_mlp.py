@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from mlassets.models.worker_imports import python_path_without_jars
 
 if TYPE_CHECKING:
     import keras
@@ -189,7 +189,7 @@ def cached_scorer(model_id: str, payload: Callable[[], tuple[str, bytes, str]], 
             raise ValueError(f"model {model_id}: weights sha256 does not match {digest} (tampered in transit)")
         scorer = SusyScorer.numpy_from_bytes(architecture, blob)
         if scorer is None:
-            with _python_path_without_jars():
+            with python_path_without_jars():
                 if threads > 0:
                     _limit_threads(threads)
                 scorer = SusyScorer.from_bytes(architecture, blob)
@@ -206,22 +206,6 @@ def cached_scorer(model_id: str, payload: Callable[[], tuple[str, bytes, str]], 
 def model_loads() -> int:
     """How many times this process has built a scorer."""
     return _LOADS["count"]
-
-
-@contextmanager
-def _python_path_without_jars() -> Iterator[None]:
-    """sys.path without `.jar` entries while TensorFlow is imported, restored afterwards.
-
-    Spark ships every `spark.jars.packages` jar to the Python workers as a pyFile and puts it on sys.path; TensorFlow's
-    import scans the path's distributions (importlib.metadata), which reads the whole directory of the 686 MB AWS SDK
-    bundle: 7.4 instead of 3.5 CPU seconds per worker.
-    """
-    saved = list(sys.path)
-    sys.path[:] = [p for p in saved if not p.lower().endswith(".jar")]
-    try:
-        yield
-    finally:
-        sys.path[:] = saved + [p for p in sys.path if p not in saved]
 
 
 def _limit_threads(threads: int) -> None:

@@ -1,6 +1,7 @@
 """Pure SUSY helpers on small inputs, and the trainData_new_rows sensor against the real Kafka."""
 
 import json
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -103,16 +104,16 @@ def test_other_architectures_are_scored_by_keras(monkeypatch) -> None:
     import keras
 
     monkeypatch.setattr(susy_mlp, "_SCORERS", {})
-    monkeypatch.setattr(susy_mlp.sys, "path", [*susy_mlp.sys.path, "/nowhere/spark-package.jar"])
+    monkeypatch.setattr(sys, "path", [*sys.path, "/nowhere/spark-package.jar"])
     features = np.random.default_rng(3).normal(size=(50, 18)).astype(np.float32)
     model = keras.Sequential([keras.Input(shape=(18,)), keras.layers.Dense(8, activation="tanh"),
                               keras.layers.BatchNormalization(), keras.layers.Dense(1, activation="sigmoid")])
     scaler = StandardScaler.fit(features)
     architecture, blob = model_to_bytes(model, scaler.extras())
     assert SusyScorer.numpy_from_bytes(architecture, blob) is None
-    path = list(susy_mlp.sys.path)
+    path = list(sys.path)
     scorer = susy_mlp.cached_scorer("other:v1", lambda: (architecture, blob, sha256_hex(blob)))
-    assert scorer.engine == "keras" and susy_mlp.sys.path == path
+    assert scorer.engine == "keras" and sys.path == path
     keras_scores = model.predict(scaler.transform(features), verbose=0).reshape(-1)
     np.testing.assert_allclose(scorer.predict(features), keras_scores, rtol=0, atol=1e-6)
 

@@ -12,17 +12,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mlassets.stack.process import ManagedProcess
 from mlassets_tests.conftest import REPO, dagster_cli
 
 GROUPS = {"iot", "susy", "fruits", "weather"}
@@ -60,46 +58,6 @@ def graphql(base: str, query: str) -> dict:
         return json.load(response)["data"]
 
 
-def wait_for_location(base: str, process: subprocess.Popen, log: Path) -> None:
-    """Poll the webserver until the code location's asset nodes are served (or dagster dev dies, or time is up)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"dagster dev exited with {process.returncode}:\n{log.read_text()[-4000:]}", pytrace=False)
-        try:
-            if graphql(base, "{ assetNodes { id } }")["assetNodes"]:
-                return
-        except (OSError, KeyError, TypeError, ValueError):
-            pass
-        time.sleep(1)
-    pytest.fail(f"dagster dev did not serve the code location in {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}",
-                pytrace=False)
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """SIGTERM dagster dev's whole process group (webserver, daemon, code servers, run workers), SIGKILL stragglers."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.5)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
 @pytest.fixture
 def dagster_dev(test_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """`dagster dev -w workspace.yaml` (the README's UI command) on a free port, the forecast's inputs materialised."""
@@ -114,17 +72,16 @@ def dagster_dev(test_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
                           "--config-json", json.dumps(config)], env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     port = free_port()
-    log = tmp_path / "dagster-dev.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
-                                    "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    server = ManagedProcess("dagster-dev", tmp_path)
+    server.start([str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
+                  "-p", str(port)], cwd=REPO, env=env)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_location(base, process, log)
+        # ready once the webserver serves the code location's asset nodes
+        server.wait_ready(lambda: bool(graphql(base, "{ assetNodes { id } }")["assetNodes"]), START_TIMEOUT_S)
         yield base
     finally:
-        stop_process_group(process)
+        server.stop()  # the whole process group: webserver, daemon, code servers, run workers
 
 
 def test_ui_graph_materialisation_and_metadata(chromium: str, dagster_dev: str) -> None:

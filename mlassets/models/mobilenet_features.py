@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlassets.models.serialization import arrays_from_bytes, model_to_bytes, sha256_hex
-from mlassets.models.worker_imports import python_path_without_jars
+from mlassets.models.worker_imports import import_keras
 
 if TYPE_CHECKING:
     import keras
@@ -131,8 +131,7 @@ def cached_model(weights_sha256: str, blob: Callable[[], bytes]) -> tuple["keras
         if sha256_hex(data) != weights_sha256:
             raise ValueError(f"feature model weights do not match their sha256 {weights_sha256}")
         weights, _ = arrays_from_bytes(data)
-        with python_path_without_jars():
-            import keras  # noqa: F401  (the first import in a Spark worker, where the jars would slow it)
+        import_keras()  # the first import in a Spark worker, where the jars would slow it
         model = build_feature_model()
         if len(weights) != len(model.weights):
             raise ValueError(f"feature model weights hold {len(weights)} arrays, the model needs {len(model.weights)}")

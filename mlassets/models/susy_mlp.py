@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlassets.models.worker_imports import python_path_without_jars
+from mlassets.models.worker_imports import import_keras
 
 if TYPE_CHECKING:
     import keras
@@ -189,12 +189,12 @@ def cached_scorer(model_id: str, payload: Callable[[], tuple[str, bytes, str]], 
             raise ValueError(f"model {model_id}: weights sha256 does not match {digest} (tampered in transit)")
         scorer = SusyScorer.numpy_from_bytes(architecture, blob)
         if scorer is None:
-            with python_path_without_jars():
-                if threads > 0:
-                    _limit_threads(threads)
-                scorer = SusyScorer.from_bytes(architecture, blob)
+            import_keras()
+            if threads > 0:
+                _limit_threads(threads)
+            scorer = SusyScorer.from_bytes(architecture, blob)
         elif threads > 0:
-            from threadpoolctl import threadpool_limits  # installed with scikit-learn
+            from threadpoolctl import threadpool_limits
 
             threadpool_limits(limits=threads)  # BLAS threads for the rest of the process, like TensorFlow's setting
         _SCORERS.clear()

@@ -3,6 +3,7 @@
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
 
 
 @contextmanager
@@ -19,3 +20,10 @@ def python_path_without_jars() -> Iterator[None]:
         yield
     finally:
         sys.path[:] = saved + [p for p in sys.path if p not in saved]
+
+
+def import_keras() -> ModuleType:
+    """Keras (and TensorFlow under it), imported with the jars off sys.path; later imports reuse the module."""
+    with python_path_without_jars():
+        import keras
+    return keras

@@ -1,8 +1,9 @@
-"""Helpers of the IoT tests: a small stored model, a fresh topic, the resources of the test stack."""
+"""Helpers of the IoT and streaming tests: a small stored model, a fresh topic, its settings and offsets."""
 
 from __future__ import annotations
 
-from kafka.admin import NewTopic
+from kafka import TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from mlassets.assets.iot.classifier import MODEL_COLLECTION, MODEL_DATABASE
 from mlassets.resources import KafkaResource, MongoResource
@@ -20,10 +21,30 @@ def small_model_id(mongo: MongoResource) -> str:
     return mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).save("cifar_classifier_test", model).model_id
 
 
-def create_topic(stack: StackSettings, topic: str, partitions: int = 4) -> KafkaResource:
-    """A topic and its dead-letter topic on the test broker; returns the Kafka resource."""
+def create_topic(stack: StackSettings, topic: str, partitions: int = 4,
+                 dlq_max_message_bytes: int | None = None) -> KafkaResource:
+    """A topic and its dead-letter topic (refusing larger records if given) on the test broker; the Kafka resource."""
     kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
+    dlq_configs = {"max.message.bytes": str(dlq_max_message_bytes)} if dlq_max_message_bytes else None
     admin = kafka.admin()
-    admin.create_topics([NewTopic(topic, partitions, 1), NewTopic(f"{topic}.dlq", 1, 1)])
+    admin.create_topics([NewTopic(topic, partitions, 1), NewTopic(f"{topic}.dlq", 1, 1, topic_configs=dlq_configs)])
     admin.close()
     return kafka
+
+
+def set_topic_config(kafka: KafkaResource, topic: str, configs: dict[str, str]) -> None:
+    """Change settings of an existing topic on the broker."""
+    admin = kafka.admin()
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
+    finally:
+        admin.close()
+
+
+def committed_offset(kafka: KafkaResource, topic: str, group: str, partition: int = 0) -> int | None:
+    """The group's committed offset of one partition (None: nothing committed)."""
+    probe = kafka.consumer(group)
+    try:
+        return probe.committed(TopicPartition(topic, partition))
+    finally:
+        probe.close()

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mlassets.datasets.cifar10 import LABELS
+from mlassets.streaming.dead_letters import BadMessage, error_text, rejects_any_error
+
+__all__ = ["BadMessage", "ImageMessage", "decode_image_message", "encode_image_message", "png_bytes"]
 
 REQUIRED_FIELDS = ("ID", "producer_id", "seq", "GroundTruth", "Data", "sent_at")
 IMAGE_SHAPE = (32, 32, 3)
-
-
-class BadMessage(ValueError):
-    """A message that cannot be classified; `reason` goes to the dead-letter topic."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+MAX_MESSAGE_BYTES = 2**20  # a real message is about 4 KiB
+MAX_ID_CHARS = 256
+MAX_SEQ = 2**63  # exclusive: seq is stored as a BSON int64
+SENT_AT_MIN = 946_684_800.0  # 2000-01-01T00:00:00Z
+SENT_AT_MAX_AHEAD_S = 86_400.0  # a producer's clock may run ahead of the drain's, not by more than a day
+_LABELS = frozenset(LABELS)
 
 
 @dataclass(frozen=True)
@@ -55,31 +56,72 @@ def encode_image_message(message_id: str, producer_id: str, seq: int, ground_tru
     return producer_id.encode(), json.dumps(value, separators=(",", ":")).encode()
 
 
-def decode_image_message(value: bytes | None) -> ImageMessage:
-    """Parse and validate one message value; BadMessage says what is wrong with it."""
+@rejects_any_error
+def decode_image_message(value: bytes | None, now: float | None = None) -> ImageMessage:
+    """Parse and validate every field of one message value (sent_at against `now`, default the clock).
+
+    BadMessage says what is wrong; any other exception a hostile value provokes becomes a BadMessage naming it.
+    `seq` is a JSON integer, or a float with an integral value (some encoders write 7.0), in [0, 2**63).
+    """
     if value is None:
         raise BadMessage("empty message value")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise BadMessage(f"message too large: {len(value)} bytes, the limit is {MAX_MESSAGE_BYTES}")
     try:
         doc: Any = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadMessage(f"invalid JSON: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - deep nesting raises RecursionError, not JSONDecodeError
+        raise BadMessage(f"invalid JSON: {error_text(exc)}") from exc
     if not isinstance(doc, dict):
-        raise BadMessage(f"expected a JSON object, got {type(doc).__name__}")
-    missing = [f for f in REQUIRED_FIELDS if f not in doc or doc[f] in (None, "")]
+        raise BadMessage(f"not a JSON object: got {type(doc).__name__}")
+    missing = [f for f in REQUIRED_FIELDS if f not in doc or doc[f] is None or doc[f] == ""]
     if missing:
         raise BadMessage(f"missing field(s): {', '.join(missing)}")
-    if doc["GroundTruth"] not in LABELS:
-        raise BadMessage(f"unknown label {doc['GroundTruth']!r}")
+    message_id, producer_id = _identifier(doc, "ID"), _identifier(doc, "producer_id")
+    label = doc["GroundTruth"]
+    if not isinstance(label, str) or label not in _LABELS:
+        raise BadMessage(f"unknown label: {label!r:.60}")
+    seq = _seq(doc["seq"])
+    sent_at = _sent_at(doc["sent_at"], time.time() if now is None else now)
+    return ImageMessage(message_id, producer_id, seq, label, _pixels(doc["Data"]), sent_at)
+
+
+def _identifier(doc: dict[str, Any], field: str) -> str:
+    value = doc[field]
+    if not isinstance(value, str) or len(value) > MAX_ID_CHARS:
+        raise BadMessage(f"invalid {field}: expected a string of 1 to {MAX_ID_CHARS} characters, got "
+                         f"{type(value).__name__} {value!r:.40}")
     try:
-        raw = base64.b64decode(doc["Data"], validate=True)
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate from a JSON \ud800 escape cannot be stored
+        raise BadMessage(f"invalid {field}: not encodable as UTF-8 ({exc.reason})") from exc
+    return value
+
+
+def _seq(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not 0 <= value < MAX_SEQ:  # type(): a JSON true is no sequence number
+        raise BadMessage(f"invalid seq: expected an integer in [0, 2**63), got {value!r:.40}")
+    return value
+
+
+def _sent_at(value: Any, now: float) -> float:
+    if type(value) not in (int, float) or not SENT_AT_MIN <= value <= now + SENT_AT_MAX_AHEAD_S:  # NaN fails too
+        raise BadMessage(f"invalid sent_at: expected epoch seconds from 2000-01-01 to a day from now, got "
+                         f"{value!r:.40}")
+    return float(value)
+
+
+def _pixels(data: Any) -> np.ndarray:
+    if not isinstance(data, str):
+        raise BadMessage(f"undecodable image: Data is a {type(data).__name__}, expected a base64 string")
+    try:
+        raw = base64.b64decode(data, validate=True)
         with Image.open(io.BytesIO(raw), formats=["PNG"]) as img:  # the wire format: no other decoder is tried
-            image = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as exc:
-        raise BadMessage(f"undecodable image: {exc}") from exc
-    if image.shape != IMAGE_SHAPE:
-        raise BadMessage(f"wrong image size {image.shape[1]}x{image.shape[0]}, expected 32x32")
-    try:
-        seq, sent_at = int(doc["seq"]), float(doc["sent_at"])
-    except (TypeError, ValueError) as exc:
-        raise BadMessage(f"seq/sent_at are not numbers: {exc}") from exc
-    return ImageMessage(str(doc["ID"]), str(doc["producer_id"]), seq, doc["GroundTruth"], image, sent_at)
+            if img.size != (IMAGE_SHAPE[1], IMAGE_SHAPE[0]):  # from the IHDR header, before any pixel is decoded
+                raise BadMessage(f"wrong image size: {img.size[0]}x{img.size[1]}, expected 32x32")
+            return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    except BadMessage:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises SyntaxError, DecompressionBombError, zlib errors...
+        raise BadMessage(f"undecodable image: {error_text(exc)}") from exc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,14 +11,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from kafka import TopicPartition
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError
 from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
 
 from mlassets.datasets.cifar10 import LABELS
 from mlassets.resources.kafka import KafkaResource
-from mlassets.streaming.image_messages import BadMessage, ImageMessage, decode_image_message
+from mlassets.streaming.dead_letters import DeadLetters, reason_kind, rejection
+from mlassets.streaming.image_messages import ImageMessage, decode_image_message
 
 if TYPE_CHECKING:
     import keras
@@ -43,23 +44,23 @@ class DrainStalled(RuntimeError):
     """A drain that stopped making progress before the end offsets it set out to reach."""
 
 
-def _reason_kind(reason: str) -> str:
-    return reason.split(":", 1)[0]
-
-
 def drain_inference(kafka: KafkaResource, collection: Collection, classify: Classifier, model_version: str,
                     topic: str = "image_data", group: str = INFERENCE_GROUP, batch_size: int = 256,
                     stop_at_end: bool = True, stall_timeout_s: float = 90.0,
                     should_stop: Callable[[], bool] = lambda: False) -> DrainSummary:
     """Classify every message up to the end offsets seen at start (or until should_stop), committing after writes.
 
-    Batch k is classified and written on a worker thread while batch k+1 is fetched and decoded, and a batch's
-    offsets are committed only once it is written. A drain that makes no progress for stall_timeout_s before
-    reaching the end raises DrainStalled.
+    Batch k is classified and written on a worker thread while batch k+1 is fetched and decoded. A batch's offsets
+    are committed only once its documents are written (acknowledged) and its dead letters acknowledged; a message
+    that fails to decode in any way is a dead letter, never a failed batch. A drain that makes no progress for
+    stall_timeout_s before reaching the end raises DrainStalled.
     """
+    if not collection.write_concern.acknowledged:
+        raise ValueError(f"{collection.full_name}: unacknowledged write concern (w=0); the drain commits offsets "
+                         "only after acknowledged writes")
     # A short session lets a rerun take over the partitions of a killed member within seconds.
     consumer = kafka.consumer(group, topic, max_poll_records=batch_size, session_timeout_ms=10_000)
-    dlq = kafka.producer()
+    letters = DeadLetters(kafka.producer())
     summary = DrainSummary()
     start = time.perf_counter()
     end_offsets: dict[TopicPartition, int] = {}
@@ -74,9 +75,9 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
             # With a batch in flight, wait only briefly: if nothing more is buffered, commit that batch now.
             polled = consumer.poll(timeout_ms=50 if in_flight else 1000, max_records=batch_size)
             records = [r for part in polled.values() for r in part]
-            batch = _decode(records, dlq, f"{topic}.dlq", summary) if records else None
+            batch = _decode(records, letters, summary) if records else None
             if in_flight is not None:
-                _commit_written(in_flight, consumer, dlq, summary)
+                _commit_written(in_flight, consumer, letters, summary)
                 in_flight = None
             if batch is not None:
                 idle_since = time.monotonic()
@@ -94,10 +95,10 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
             if should_stop():
                 break
         if in_flight is not None:
-            _commit_written(in_flight, consumer, dlq, summary)
+            _commit_written(in_flight, consumer, letters, summary)
     finally:
         worker.shutdown(wait=True)  # never leave a write half-done; an uncommitted batch is redelivered next time
-        dlq.close()
+        letters.close()
         consumer.close()
     summary.seconds = time.perf_counter() - start
     return summary
@@ -130,40 +131,47 @@ def _upsert(collection: Collection, docs: list[dict]) -> None:
         collection.insert_many(docs, ordered=False)
         return
     except BulkWriteError as exc:
-        others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
-        if others:
-            raise
-        existing = [docs[e["index"]] for e in exc.details["writeErrors"]]
+        existing = [docs[i] for i in duplicate_indexes(exc)]
     collection.bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k != "_id"}},
                                      upsert=True) for d in existing], ordered=False)
 
 
+def duplicate_indexes(error: BulkWriteError) -> list[int]:
+    """The indexes of the documents an unordered insert refused only because their _id exists.
+
+    Re-raises the error when anything else went wrong, write-concern errors included: those writes are not durable.
+    """
+    details = error.details or {}
+    if details.get("writeConcernErrors") or any(e.get("code") != 11000 for e in details.get("writeErrors", [])):
+        raise error
+    return [e["index"] for e in details.get("writeErrors", [])]
+
+
 @dataclass
 class _Batch:
-    """One polled batch: the decoded good messages, the offsets to commit once written, and the pending write."""
+    """One polled batch: the decoded good messages, the offsets to commit, the pending write and dead letters."""
 
     good: list[tuple[object, ImageMessage]]
     offsets: dict[TopicPartition, OffsetAndMetadata]
+    letters: list[FutureRecordMetadata]
     stored: Future | None = None
 
 
-def _decode(records: list, dlq, dlq_topic: str, summary: DrainSummary) -> _Batch:
-    """Decode a polled batch; bad messages go to the dead-letter topic with their reason."""
-    good: list[tuple[object, ImageMessage]] = []
-    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+def _decode(records: list, letters: DeadLetters, summary: DrainSummary) -> _Batch:
+    """Decode a polled batch; a message that fails in any way goes to the dead-letter topic with the reason."""
+    batch = _Batch([], {}, [])
+    now = time.time()
     for record in records:
-        offsets[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(record.offset + 1, "", -1)
+        batch.offsets[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(record.offset + 1, "", -1)
         try:
-            good.append((record, decode_image_message(record.value)))
-        except BadMessage as exc:
-            dlq.send(dlq_topic, key=record.key, value=json.dumps({
-                "reason": exc.reason, "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                "value": (record.value or b"")[:4096].decode("utf-8", errors="replace"),
-            }).encode())
+            batch.good.append((record, decode_image_message(record.value, now)))
+        except Exception as exc:  # noqa: BLE001 - one message must never stop the drain
+            reason = rejection(exc).reason
+            batch.letters.append(letters.send(record, reason))
             summary.dead_letters += 1
-            kind = _reason_kind(exc.reason)
+            kind = reason_kind(reason)
             summary.reasons[kind] = summary.reasons.get(kind, 0) + 1
-    return _Batch(good, offsets)
+    return batch
 
 
 def _store(good: list[tuple[object, ImageMessage]], collection: Collection, classify: Classifier,
@@ -173,17 +181,25 @@ def _store(good: list[tuple[object, ImageMessage]], collection: Collection, clas
         return 0
     predicted, confidence = classify(np.stack([m.image for _, m in good]))
     now = dt.datetime.now(dt.timezone.utc)
-    _upsert(collection, [{
-        "_id": m.id, "producer_id": m.producer_id, "seq": m.seq, "GroundTruth": m.ground_truth,
-        "InferredValue": LABELS[int(p)], "confidence": float(c), "model_version": model_version,
-        "inferred_at": now, "sent_at": dt.datetime.fromtimestamp(m.sent_at, dt.timezone.utc),
-        "partition": r.partition, "offset": r.offset,
-    } for (r, m), p, c in zip(good, predicted, confidence)])
+    _upsert(collection, [inference_document(r, m, int(p), float(c), model_version, now)
+                         for (r, m), p, c in zip(good, predicted, confidence)])
     return len(good)
 
 
-def _commit_written(batch: _Batch, consumer, dlq, summary: DrainSummary) -> None:
-    """Wait for the batch's write (re-raising its error), make its dead letters durable, then commit its offsets."""
+def inference_document(record, message: ImageMessage, predicted: int, confidence: float, model_version: str,
+                       inferred_at: dt.datetime) -> dict:
+    """The `inferences` document of one classified message, keyed by its ID, with its Kafka partition and offset."""
+    return {
+        "_id": message.id, "producer_id": message.producer_id, "seq": message.seq,
+        "GroundTruth": message.ground_truth, "InferredValue": LABELS[predicted], "confidence": confidence,
+        "model_version": model_version, "inferred_at": inferred_at,
+        "sent_at": dt.datetime.fromtimestamp(message.sent_at, dt.timezone.utc),
+        "partition": record.partition, "offset": record.offset,
+    }
+
+
+def _commit_written(batch: _Batch, consumer, letters: DeadLetters, summary: DrainSummary) -> None:
+    """Wait for the batch's write and its dead letters (re-raising their errors), then commit its offsets."""
     summary.stored += batch.stored.result()
-    dlq.flush()
+    letters.confirm(batch.letters)
     consumer.commit(batch.offsets)

@@ -1,6 +1,7 @@
 """inference_records and the image_data lag sensor against the real broker and FerretDB."""
 
 import json
+import time
 
 import pandas as pd
 from dagster import (AssetCheckSeverity, AssetKey, MaterializeResult, SensorResult, build_asset_context,
@@ -24,7 +25,7 @@ def test_inference_records_upserts_each_id_once_and_dead_letters_bad_messages(st
     images = read_cifar10(data_dir / "cifar10")
     sent = produce_images(kafka, images, producers=3, images_per_producer=20, topic=topic, progress=False)
     producer = kafka.producer()
-    duplicate = encode_image_message("dup-1", "producer-9", 0, "cat", images.images[3], 1.0)
+    duplicate = encode_image_message("dup-1", "producer-9", 0, "cat", images.images[3], time.time())
     producer.send(topic, key=duplicate[0], value=duplicate[1])
     producer.send(topic, key=duplicate[0], value=duplicate[1])
     producer.send(topic, key=b"producer-9", value=b"not json at all")

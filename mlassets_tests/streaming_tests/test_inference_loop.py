@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 from kafka import TopicPartition
 from kafka.admin import NewTopic
+from pymongo import MongoClient, WriteConcern
+from pymongo.errors import BulkWriteError
 
 from mlassets.datasets.cifar10 import LABELS, read_cifar10
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
+from mlassets.streaming.dead_letters import DeadLetterError
 from mlassets.streaming.image_producer import produce_images
-from mlassets.streaming.inference import drain_inference
+from mlassets.streaming.inference import drain_inference, duplicate_indexes
+from mlassets_tests.iot_helpers import committed_offset, create_topic, set_topic_config
+from mlassets_tests.streaming_tests.test_image_messages import POISON_PILLS
 
 
 def brightness_classifier(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,3 +96,86 @@ def test_a_failed_write_commits_only_the_batches_written_before_it(stack: StackS
     rerun = drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
                             batch_size=16)
     assert rerun.stored == 28 and collection.count_documents({}) == 60
+
+
+def _letters(kafka: KafkaResource, topic: str) -> list[dict]:
+    consumer = kafka.consumer(None, f"{topic}.dlq", consumer_timeout_ms=5000)
+    letters = [json.loads(r.value) for r in consumer]
+    consumer.close()
+    return letters
+
+
+def test_poison_pills_are_dead_letters_and_the_good_messages_around_them_are_stored(stack: StackSettings, data_dir,
+                                                                                    unique: str) -> None:
+    topic, group = f"image_data_{unique}", f"g-{unique}"
+    kafka = create_topic(stack, topic, partitions=1)
+    images = read_cifar10(data_dir / "cifar10")
+    first = produce_images(kafka, images, producers=2, images_per_producer=10, topic=topic, progress=False)
+    producer = kafka.producer()
+    for value, _ in POISON_PILLS:
+        producer.send(topic, key=b"hostile", value=value)
+    producer.flush()
+    producer.close()
+    second = produce_images(kafka, images, producers=2, images_per_producer=10, topic=topic, progress=False)
+
+    collection = MongoResource(uri=stack.mongo_uri).client()[f"image_database_{unique}"]["inferences"]
+    # batches of 16 mix pills with good messages: one pill must not fail its batch
+    summary = drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
+                              batch_size=16)
+    assert summary.stored == 40 and summary.dead_letters == len(POISON_PILLS)
+    assert {d["_id"] for d in collection.find({}, {"_id": 1})} == {
+        f"{run}-producer-{p}-{s}" for run in (first.run_id, second.run_id) for p in (1, 2) for s in range(10)}
+    letters = sorted(_letters(kafka, topic), key=lambda letter: letter["offset"])
+    assert [letter["offset"] for letter in letters] == list(range(20, 20 + len(POISON_PILLS)))
+    for letter, (_, reason) in zip(letters, POISON_PILLS):
+        assert letter["reason"].startswith(reason), (letter["reason"], reason)
+    assert committed_offset(kafka, topic, group) == 40 + len(POISON_PILLS)
+
+
+def test_an_unacknowledged_dead_letter_leaves_its_batch_uncommitted(stack: StackSettings, data_dir,
+                                                                    unique: str) -> None:
+    topic, group = f"image_data_{unique}", f"g-{unique}"
+    # the dead-letter topic refuses records over 512 bytes; the letter of this message is larger
+    kafka = create_topic(stack, topic, partitions=1, dlq_max_message_bytes=512)
+    images = read_cifar10(data_dir / "cifar10")
+    produce_images(kafka, images, producers=1, images_per_producer=16, topic=topic, progress=False)
+    producer = kafka.producer()
+    producer.send(topic, key=b"producer-9", value=b"{broken json" + b" " * 2000)
+    producer.flush()
+    producer.close()
+    produce_images(kafka, images, producers=1, images_per_producer=16, topic=topic, progress=False)
+
+    collection = MongoResource(uri=stack.mongo_uri).client()[f"image_database_{unique}"]["inferences"]
+    with pytest.raises(DeadLetterError, match="not acknowledged .*MessageSizeTooLarge"):
+        drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
+                        batch_size=16)
+    assert (committed_offset(kafka, topic, group) or 0) <= 16  # at most the batches before the one with the lost letter
+    assert _letters(kafka, topic) == []
+
+    set_topic_config(kafka, f"{topic}.dlq", {"max.message.bytes": str(2**20)})
+    rerun = drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
+                            batch_size=16)
+    assert rerun.dead_letters == 1 and collection.count_documents({}) == 32
+    assert [(letter["offset"], letter["reason"].split(":")[0]) for letter in _letters(kafka, topic)] == [
+        (16, "invalid JSON")]
+    assert committed_offset(kafka, topic, group) == 33
+
+
+def test_only_duplicate_ids_are_taken_for_replays_and_write_concern_errors_raise() -> None:
+    duplicate = {"index": 1, "code": 11000, "errmsg": "E11000 duplicate key error"}
+    assert duplicate_indexes(BulkWriteError({"writeErrors": [duplicate], "writeConcernErrors": []})) == [1]
+    not_durable = BulkWriteError({"writeErrors": [duplicate],
+                                  "writeConcernErrors": [{"code": 64, "errmsg": "waiting for replication timed out"}]})
+    with pytest.raises(BulkWriteError) as err:
+        duplicate_indexes(not_durable)
+    assert err.value is not_durable
+    with pytest.raises(BulkWriteError):
+        duplicate_indexes(BulkWriteError({"writeErrors": [duplicate, {"index": 2, "code": 2, "errmsg": "bad value"}]}))
+
+
+def test_a_collection_without_acknowledged_writes_is_refused() -> None:
+    client = MongoClient("mongodb://127.0.0.1:1/", connect=False)
+    collection = client["db"].get_collection("inferences", write_concern=WriteConcern(w=0))
+    with pytest.raises(ValueError, match="unacknowledged write concern"):
+        drain_inference(KafkaResource(bootstrap_servers="127.0.0.1:1"), collection, brightness_classifier, "test:v1")
+    client.close()

@@ -11,6 +11,7 @@ from mlassets.assets.iot.classifier import MODEL_COLLECTION, MODEL_DATABASE
 from mlassets.assets.iot.stream import image_data, sample_image_messages
 from mlassets.metadata import markdown_table
 from mlassets.resources import KafkaResource, MongoResource
+from mlassets.streaming.dead_letters import dlq_topic
 from mlassets.streaming.image_producer import IMAGE_TOPIC
 from mlassets.streaming.inference import INFERENCE_GROUP, drain_inference, model_classifier
 
@@ -54,7 +55,7 @@ def inference_records(context: AssetExecutionContext, config: InferenceRecordsCo
         "batches": summary.batches,
         "images_per_second": round(summary.stored / max(summary.seconds, 1e-9), 1),
         "collection": f"{config.database}.{INFERENCE_COLLECTION}",
-        "dead_letter_topic": f"{config.topic}.dlq",
+        "dead_letter_topic": dlq_topic(config.topic),
     })
     yield AssetCheckResult(check_name="no_dead_letters", passed=summary.dead_letters == 0,
                            severity=AssetCheckSeverity.WARN,

@@ -17,6 +17,7 @@ FEATURES: tuple[str, ...] = (
 )
 COLUMNS: tuple[str, ...] = ("label", *FEATURES)
 FILE_NAMES = ("SUSY.csv.gz", "SUSY.csv", "SUSY_sample.csv.gz")
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest magnitude that float32 conversion rounds to infinity (1e39...)
 
 
 def find_susy(root: str | Path) -> Path:
@@ -30,7 +31,7 @@ def find_susy(root: str | Path) -> Path:
 
 
 def read_susy(path: str | Path, nrows: int | None = None) -> pd.DataFrame:
-    """Read SUSY rows into a frame: label int8 (1 = signal) and 18 float32 features."""
+    """Read SUSY rows into a frame: label int8 (1 = signal) and 18 finite float32 features."""
     path = Path(path)
     try:
         raw = pd.read_csv(path, header=None, names=list(COLUMNS), nrows=nrows, dtype=str,
@@ -57,6 +58,11 @@ def read_susy(path: str | Path, nrows: int | None = None) -> pd.DataFrame:
     if bad.size:
         raise DatasetFormatError(path, f"label {float(labels[bad[0]]):g} is not 0 or 1", line=int(bad[0]) + 1,
                                  column="label")
+    infinite = ~(np.abs(values[list(FEATURES)].to_numpy()) < FLOAT32_OVERFLOW)
+    if infinite.any():
+        row, col = np.argwhere(infinite)[0]
+        raise DatasetFormatError(path, f"non-finite value {raw.iat[row, col + 1]!r} (infinite as float32)",
+                                 line=int(row) + 1, column=FEATURES[col])
     frame = values.astype({name: np.float32 for name in FEATURES})
     frame["label"] = labels.astype(np.int8)
     return frame

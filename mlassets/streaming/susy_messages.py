@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import io
-import json
-import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from kafka import TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import OffsetOutOfRangeError, TopicAlreadyExistsError
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
+from mlassets.datasets.susy import FLOAT32_OVERFLOW
 from mlassets.models.susy_mlp import N_FEATURES
 from mlassets.resources.kafka import KafkaResource
-from mlassets.streaming.image_messages import BadMessage
+from mlassets.streaming.dead_letters import BadMessage, DeadLetters, reason_kind, rejection, rejects_any_error
 
 TRAIN_TOPIC = "trainData"
 TRAINER_GROUP = "mlassets-susy-trainer"
 LABEL_KEYS = {b"1.0": 1, b"0.0": 0}
 
 
-def dlq_topic(topic: str) -> str:
-    """The dead-letter topic of a topic."""
-    return f"{topic}.dlq"
+class RangeUnavailable(RuntimeError):
+    """A requested offset range the broker does not hold (deleted by retention, or never written)."""
 
 
 def encode_train_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, bytes]]:
@@ -40,8 +39,9 @@ def encode_train_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[by
     return list(zip(keys, values))
 
 
+@rejects_any_error
 def decode_train_message(key: bytes | None, value: bytes | None) -> tuple[int, np.ndarray]:
-    """The label (0/1) and the 18 float32 features of one message; BadMessage says what is wrong."""
+    """The label (0/1) and the 18 finite float32 features of one message; BadMessage says what is wrong."""
     if key is None or key == b"":
         raise BadMessage("missing key: expected the label text 1.0 or 0.0")
     label = LABEL_KEYS.get(key.strip())
@@ -63,8 +63,8 @@ def decode_train_message(key: bytes | None, value: bytes | None) -> tuple[int, n
     except ValueError:
         bad = next(f for f in fields if not _is_float(f))
         raise BadMessage(f"non-numeric value: {bad[:40]!r}") from None
-    if not all(math.isfinite(n) for n in numbers):
-        raise BadMessage("non-finite value: NaN or infinity among the features")
+    if not all(-FLOAT32_OVERFLOW < n < FLOAT32_OVERFLOW for n in numbers):  # NaN fails the comparison too
+        raise BadMessage("non-finite value: NaN or infinity among the features as float32")
     return label, np.asarray(numbers, dtype=np.float32)
 
 
@@ -74,11 +74,6 @@ def _is_float(text: bytes) -> bool:
     except ValueError:
         return False
     return True
-
-
-def reason_kind(reason: str) -> str:
-    """The stable part of a DLQ reason (before the colon), used for counts."""
-    return reason.split(":", 1)[0]
 
 
 def ensure_topic(kafka: KafkaResource, topic: str, partitions: int) -> int:
@@ -142,7 +137,7 @@ def produce_train_rows(kafka: KafkaResource, topic: str, labels: np.ndarray, fea
 
 @dataclass
 class TrainRows:
-    """Rows read from the topic: labels, features, dead letters by reason, and the offsets read."""
+    """Rows read from the topic: labels, features, dead letters by reason, and per partition the offsets read."""
 
     labels: np.ndarray
     features: np.ndarray
@@ -154,32 +149,50 @@ class TrainRows:
 
 def read_train_rows(kafka: KafkaResource, topic: str, ranges: dict[int, tuple[int, int]],
                     group: str = TRAINER_GROUP, idle_timeout_s: float = 30.0, batch_size: int = 5000) -> TrainRows:
-    """Read exactly the offsets [start, end) of each partition as `group`; bad messages go to `<topic>.dlq`."""
-    consumer = kafka.consumer(group, max_poll_records=batch_size, fetch_max_bytes=32 * 2**20)
-    dlq = kafka.producer()
+    """Read exactly the offsets [start, end) of each partition as `group`; bad messages go to `<topic>.dlq`.
+
+    RangeUnavailable when the broker does not hold a whole range (retention deleted its start, or its end was never
+    written) or when the offsets read are not the requested ones: never fewer rows in silence. The group's offsets
+    are committed once the dead letters are acknowledged.
+    """
+    # "none": an offset deleted while we read raises instead of silently resetting to the log start
+    consumer = kafka.consumer(group, max_poll_records=batch_size, fetch_max_bytes=32 * 2**20,
+                              auto_offset_reset="none")
+    letters = DeadLetters(kafka.producer())
+    sent: list[FutureRecordMetadata] = []
     wanted = {TopicPartition(topic, p): (low, high) for p, (low, high) in ranges.items() if high > low}
+    read: dict[TopicPartition, list[int]] = {}  # first offset, one past the last, messages
     labels: list[int] = []
     features: list[np.ndarray] = []
     reasons: dict[str, int] = {}
     start = time.perf_counter()
     try:
         consumer.assign(list(wanted))
+        _check_held(consumer, topic, wanted)
         for tp, (low, _) in wanted.items():
             consumer.seek(tp, low)
         pending = set(wanted)
         idle_since = time.monotonic()
         while pending:
-            polled = consumer.poll(timeout_ms=1000)
+            try:
+                polled = consumer.poll(timeout_ms=1000)
+            except OffsetOutOfRangeError as exc:
+                raise RangeUnavailable(f"{topic}: offsets {wanted} were deleted while being read (retention): "
+                                       f"{exc}") from exc
             for tp, records in polled.items():
                 high = wanted[tp][1]
-                for record in records:
-                    if record.offset >= high:
-                        break
+                inside = records if records[-1].offset < high else [r for r in records if r.offset < high]
+                if not inside:
+                    continue
+                seen = read.setdefault(tp, [inside[0].offset, 0, 0])
+                seen[1], seen[2] = inside[-1].offset + 1, seen[2] + len(inside)
+                for record in inside:
                     try:
                         label, row = decode_train_message(record.key, record.value)
-                    except BadMessage as exc:
-                        _dead_letter(dlq, record, exc.reason)
-                        kind = reason_kind(exc.reason)
+                    except Exception as exc:  # noqa: BLE001 - one message must never stop the read
+                        reason = rejection(exc).reason
+                        sent.append(letters.send(record, reason))
+                        kind = reason_kind(reason)
                         reasons[kind] = reasons.get(kind, 0) + 1
                         continue
                     labels.append(label)
@@ -193,21 +206,29 @@ def read_train_rows(kafka: KafkaResource, topic: str, ranges: dict[int, tuple[in
             if pending and time.monotonic() - idle_since > idle_timeout_s:
                 missing = ", ".join(f"partition {tp.partition} at {consumer.position(tp)} of {wanted[tp]}"
                                     for tp in sorted(pending))
-                raise RuntimeError(f"{topic}: no messages for {idle_timeout_s:.0f} s while reading {missing} "
-                                   "(deleted by retention, or the range was never written)")
-        dlq.flush()  # dead letters are durable before the group's offsets move past them
+                raise RangeUnavailable(f"{topic}: no messages for {idle_timeout_s:.0f} s while reading {missing} "
+                                       "(deleted by retention, or the range was never written)")
+        gaps = {tp.partition: (tuple(read.get(tp, ())), wanted[tp]) for tp in wanted
+                if read.get(tp) != [wanted[tp][0], wanted[tp][1], wanted[tp][1] - wanted[tp][0]]}
+        if gaps:
+            raise RangeUnavailable(f"{topic}: the offsets read (first, end, messages) differ from those requested, "
+                                   f"per partition: {gaps}")
+        letters.confirm(sent)  # dead letters are durable before the group's offsets move past them
         consumer.commit({tp: OffsetAndMetadata(high, "", -1) for tp, (_, high) in wanted.items()})
     finally:
-        dlq.close()
+        letters.close()
         consumer.close()
     array = np.stack(features) if features else np.empty((0, N_FEATURES), dtype=np.float32)
     return TrainRows(np.asarray(labels, dtype=np.int8), array, sum(reasons.values()), reasons,
-                     {tp.partition: r for tp, r in wanted.items()}, time.perf_counter() - start)
+                     {tp.partition: (first, end) for tp, (first, end, _) in read.items()},
+                     time.perf_counter() - start)
 
 
-def _dead_letter(dlq, record, reason: str) -> None:
-    dlq.send(dlq_topic(record.topic), key=record.key, value=json.dumps({
-        "reason": reason, "topic": record.topic, "partition": record.partition, "offset": record.offset,
-        "key": (record.key or b"")[:256].decode("utf-8", errors="replace"),
-        "value": (record.value or b"")[:4096].decode("utf-8", errors="replace"),
-    }).encode())
+def _check_held(consumer, topic: str, wanted: dict[TopicPartition, tuple[int, int]]) -> None:
+    """RangeUnavailable, before anything is read, when the broker's log does not span every requested range."""
+    first, end = consumer.beginning_offsets(list(wanted)), consumer.end_offsets(list(wanted))
+    problems = [f"partition {tp.partition} [{low}, {high}) requested, the broker keeps only [{first[tp]}, {end[tp]})"
+                + (" (the start was deleted by retention)" if first[tp] > low else " (the range was never written)")
+                for tp, (low, high) in sorted(wanted.items()) if first[tp] > low or end[tp] < high]
+    if problems:
+        raise RangeUnavailable(f"{topic}: {'; '.join(problems)}; nothing was read")

@@ -37,12 +37,21 @@ GOOD = "1.0," + ",".join(["0.5"] * 18)
     ("0.0," + ",".join(["0.5"] * 5 + ["abc"] + ["0.5"] * 12), r"line 3, column 'lepton_2_phi': non-numeric value 'abc'"),
     ("2.0," + ",".join(["0.5"] * 18), r"line 3, column 'label': label 2 is not 0 or 1"),
     ("1.0," + ",".join(["0.5"] * 19), r"line 3: expected 19 fields, saw 20"),
+    ("1.0," + ",".join(["0.5"] * 17 + ["inf"]), r"line 3, column 'cos_theta_r1': non-finite value 'inf'"),
+    ("1.0," + ",".join(["-Infinity"] + ["0.5"] * 17), r"line 3, column 'lepton_1_pT': non-finite value '-Infinity'"),
+    ("1.0," + ",".join(["0.5", "1e39"] + ["0.5"] * 16), r"line 3, column 'lepton_1_eta': non-finite value '1e39' "
+                                                         r"\(infinite as float32\)"),
 ])
 def test_malformed_row_names_file_and_line(tmp_path: Path, bad_line: str, message: str) -> None:
     path = _write(tmp_path, [GOOD, GOOD, bad_line, GOOD])
     with pytest.raises(DatasetFormatError, match=message) as err:
         read_susy(path)
     assert str(path) in str(err.value)
+
+
+def test_the_largest_float32_is_kept(tmp_path: Path) -> None:
+    frame = read_susy(_write(tmp_path, ["1.0," + ",".join(["3.4028235e38"] + ["0.5"] * 17)]))
+    assert frame["lepton_1_pT"].iloc[0] == np.finfo(np.float32).max
 
 
 def test_plain_csv_and_nrows(tmp_path: Path) -> None:

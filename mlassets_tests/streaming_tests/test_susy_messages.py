@@ -5,17 +5,20 @@ import json
 import numpy as np
 import pytest
 
+from kafka import TopicPartition
+
 from mlassets.datasets.susy import FEATURES, find_susy, read_susy
 from mlassets.resources import KafkaResource
-from mlassets.streaming.image_messages import BadMessage
+from mlassets.streaming.dead_letters import BadMessage, DeadLetterError, dlq_topic
 from mlassets.streaming.susy_messages import (
+    RangeUnavailable,
     decode_train_message,
-    dlq_topic,
     encode_train_rows,
     ensure_topic,
     produce_train_rows,
     read_train_rows,
 )
+from mlassets_tests.iot_helpers import committed_offset, create_topic, set_topic_config
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,13 @@ def test_rows_round_trip_exactly_in_the_original_wire_format(sample) -> None:
     (None, b",".join([b"1"] * 18), "missing key: expected the label text 1.0 or 0.0"),
     (b"signal", b",".join([b"1"] * 18), "invalid key: b'signal' is not the label text 1.0 or 0.0"),
     (b"2.0", b",".join([b"1"] * 18), "invalid key: b'2.0' is not the label text 1.0 or 0.0"),
-    (b"1.0", b",".join([b"1"] * 17 + [b"nan"]), "non-finite value: NaN or infinity among the features"),
+    (b"1.0", b",".join([b"1"] * 17 + [b"nan"]), "non-finite value: NaN or infinity among the features as float32"),
+    # finite as float64, infinite as float32: the poison pill of issue 14
+    (b"1.0", b",".join([b"1e39"] + [b"1"] * 17), "non-finite value: NaN or infinity among the features as float32"),
+    (b"0.0", b",".join([b"1"] * 17 + [b"-3.4028236e38"]),
+     "non-finite value: NaN or infinity among the features as float32"),
+    (b"\xff\xfe", b",".join([b"1"] * 18), "invalid key: b'\\xff\\xfe' is not the label text 1.0 or 0.0"),
+    (b"1.0", b",".join([b"1"] * 17 + [b"\xff"]), "non-numeric value: b'\\xff'"),
     (b"1.0", None, "empty value: expected 18 comma-separated features"),
 ])
 def test_bad_messages_have_a_reason(key, value, reason) -> None:
@@ -51,6 +60,11 @@ def test_bad_messages_have_a_reason(key, value, reason) -> None:
 
 def test_numeric_keys_other_than_the_label_text_still_decode() -> None:
     assert decode_train_message(b"1", b",".join([b"0.5"] * 18))[0] == 1
+
+
+def test_the_largest_float32_is_a_value_not_a_dead_letter() -> None:
+    _, row = decode_train_message(b"1.0", b",".join([b"3.4028235e38"] + [b"1"] * 17))
+    assert row[0] == np.finfo(np.float32).max
 
 
 def test_produce_and_read_exact_ranges_with_dead_letters(stack, sample, unique) -> None:
@@ -86,5 +100,43 @@ def test_reading_a_range_that_was_never_written_fails_clearly(stack, unique) -> 
     kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
     topic = f"trainData-{unique}"
     ensure_topic(kafka, topic, 1)
-    with pytest.raises(RuntimeError, match="never written"):
+    with pytest.raises(RangeUnavailable, match=r"partition 0 \[0, 10\) requested, the broker keeps only \[0, 0\) "
+                                                r"\(the range was never written\)"):
         read_train_rows(kafka, topic, {0: (0, 10)}, group=f"g-{unique}", idle_timeout_s=3)
+
+
+def test_a_range_cut_short_by_retention_fails_clearly_instead_of_training_on_fewer_rows(stack, sample,
+                                                                                         unique) -> None:
+    kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
+    topic, group = f"trainData-{unique}", f"g-{unique}"
+    ensure_topic(kafka, topic, 1)
+    labels, features = sample
+    produce_train_rows(kafka, topic, labels[:50], features[:50], partitions=1)
+    admin = kafka.admin()
+    admin.delete_records({TopicPartition(topic, 0): 20})  # what retention does to the oldest segments
+    admin.close()
+    with pytest.raises(RangeUnavailable, match=r"partition 0 \[0, 50\) requested, the broker keeps only \[20, 50\) "
+                                                r"\(the start was deleted by retention\); nothing was read"):
+        read_train_rows(kafka, topic, {0: (0, 50)}, group=group)
+    assert committed_offset(kafka, topic, group) is None
+    rows = read_train_rows(kafka, topic, {0: (20, 50)}, group=group)
+    assert rows.ranges == {0: (20, 50)} and len(rows.labels) == 30
+    np.testing.assert_array_equal(rows.features, features[20:50])
+    assert committed_offset(kafka, topic, group) == 50
+
+
+def test_an_unacknowledged_dead_letter_leaves_the_range_uncommitted(stack, sample, unique) -> None:
+    topic, group = f"trainData-{unique}", f"g-{unique}"
+    kafka = create_topic(stack, topic, partitions=1, dlq_max_message_bytes=512)
+    labels, features = sample
+    produce_train_rows(kafka, topic, labels[:10], features[:10], partitions=1)
+    producer = kafka.producer()
+    producer.send(topic, key=b"1.0", value=b"x" * 2000, partition=0)  # its dead letter is over 512 bytes
+    producer.close()
+    with pytest.raises(DeadLetterError, match="not acknowledged"):
+        read_train_rows(kafka, topic, {0: (0, 11)}, group=group)
+    assert committed_offset(kafka, topic, group) is None
+    set_topic_config(kafka, dlq_topic(topic), {"max.message.bytes": str(2**20)})
+    rows = read_train_rows(kafka, topic, {0: (0, 11)}, group=group)
+    assert len(rows.labels) == 10 and rows.reasons == {"wrong field count": 1} and rows.ranges == {0: (0, 11)}
+    assert committed_offset(kafka, topic, group) == 11

@@ -11,7 +11,8 @@ from pydantic import Field
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.resources import KafkaResource, MongoResource
-from mlassets.streaming.susy_messages import TRAINER_GROUP, dlq_topic, read_train_rows
+from mlassets.streaming.dead_letters import dlq_topic
+from mlassets.streaming.susy_messages import TRAINER_GROUP, read_train_rows
 
 MODEL_NAME = "susy_mlp"
 MODEL_DATABASE = "bigdata"
@@ -98,7 +99,7 @@ def susy_model(context: AssetExecutionContext, config: SusyModelConfig, kafka: K
                   "run_id": context.run.run_id},
     )
     frame = pd.DataFrame([{
-        "model_id": record.model_id, "weights_sha256": record.weights_sha256, "created_at": record.created_at,
+        "model_id": record.model_id, "sha256": record.sha256, "created_at": record.created_at,
         "held_out_accuracy": metrics["held_out_accuracy"], "held_out_auc": metrics["held_out_auc"],
         "train_rows": metrics["train_rows"], "topic": topic,
         "trained_to": json.dumps({str(o["partition"]): o["end"] for o in offsets}),

@@ -24,6 +24,16 @@ def sha256_hex(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def model_sha256(architecture_json: str, blob: bytes) -> str:
+    """The hex sha256 of what decides a stored model's predictions: its architecture JSON and its blob (weights and
+    extras such as the scaler)."""
+    text = architecture_json.encode("utf-8")
+    digest = hashlib.sha256(len(text).to_bytes(8, "big"))  # the length keeps bytes from moving between the parts
+    digest.update(text)
+    digest.update(blob)
+    return digest.hexdigest()
+
+
 def model_to_bytes(model: "keras.Model", extras: dict[str, np.ndarray] | None = None) -> tuple[str, bytes]:
     """The model's architecture JSON and an npz blob holding its weights in order plus the extras."""
     arrays = {f"{WEIGHT_PREFIX}{i:05d}": np.asarray(w) for i, w in enumerate(model.get_weights())}

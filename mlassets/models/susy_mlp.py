@@ -176,17 +176,18 @@ _LOADS = {"count": 0}
 
 
 def cached_scorer(model_id: str, payload: Callable[[], tuple[str, bytes, str]], threads: int = 0) -> SusyScorer:
-    """The process's scorer for model_id; on first use payload() gives (architecture, blob, sha256), checked.
+    """The process's scorer for model_id; on first use payload() gives (architecture, blob, model sha256), checked.
 
     A Dense/Dropout stack is scored in NumPy (no TensorFlow in the worker), anything else with the Keras model.
     """
     scorer = _SCORERS.get(model_id)
     if scorer is None:
-        from mlassets.models.serialization import sha256_hex
+        from mlassets.models.serialization import model_sha256
 
         architecture, blob, digest = payload()
-        if sha256_hex(blob) != digest:
-            raise ValueError(f"model {model_id}: weights sha256 does not match {digest} (tampered in transit)")
+        if model_sha256(architecture, blob) != digest:
+            raise ValueError(f"model {model_id}: architecture and weights sha256 does not match {digest} "
+                             "(tampered in transit)")
         scorer = SusyScorer.numpy_from_bytes(architecture, blob)
         if scorer is None:
             import_keras()

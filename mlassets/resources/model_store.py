@@ -12,25 +12,25 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from mlassets.models.serialization import model_from_bytes, model_to_bytes, sha256_hex
+from mlassets.models.serialization import model_from_bytes, model_sha256, model_to_bytes
 
 if TYPE_CHECKING:
     import keras
 
 
 class ModelStoreError(RuntimeError):
-    """A model that cannot be loaded as stored: missing, incomplete or tampered."""
+    """A model that cannot be loaded as stored: missing, incomplete, tampered or saved without a full sha256."""
 
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """What the store knows about one saved model version."""
+    """What the store knows about one saved model version; sha256 covers its architecture JSON and weights blob."""
 
     model_id: str
     name: str
     version: int
     created_at: dt.datetime
-    weights_sha256: str
+    sha256: str
     weights_bytes: int
     metrics: dict[str, Any]
     code_version: str | None
@@ -40,7 +40,7 @@ class ModelRecord:
     def from_document(cls, doc: dict[str, Any]) -> "ModelRecord":
         return cls(
             model_id=doc["_id"], name=doc["name"], version=doc["version"], created_at=doc["created_at"],
-            weights_sha256=doc["weights_sha256"], weights_bytes=doc["weights_bytes"],
+            sha256=doc["sha256"], weights_bytes=doc["weights_bytes"],
             metrics=doc.get("metrics", {}), code_version=doc.get("code_version"),
             metadata=doc.get("metadata", {}),
         )
@@ -56,7 +56,12 @@ class LoadedModel:
 
 
 class ModelStore:
-    """Saves every model as a new version `<name>:v<N>`; loads by id and verifies the weights' sha256."""
+    """Saves every model as a new version `<name>:v<N>`; loads by id after verifying its sha256.
+
+    Everything that decides a prediction is in the architecture JSON (layers, activations, built-in preprocessing
+    such as the CIFAR normalisation) or in the blob (weights, and extras such as the SUSY scaler), and the recorded
+    sha256 covers both: changing either fails the load.
+    """
 
     def __init__(self, database: Database, collection: str) -> None:
         self.collection = database[collection]
@@ -68,7 +73,7 @@ class ModelStore:
              metadata: dict[str, Any] | None = None) -> ModelRecord:
         """Store the model as the next version of `name`; returns its record."""
         architecture, blob = model_to_bytes(model, extras)
-        digest = sha256_hex(blob)
+        digest = model_sha256(architecture, blob)
         for _ in range(20):
             last = self.collection.find_one({"name": name}, sort=[("version", DESCENDING)], projection=["version"])
             version = (last["version"] + 1) if last else 1
@@ -76,7 +81,7 @@ class ModelStore:
             doc = {
                 "_id": model_id, "name": name, "version": version,
                 "created_at": dt.datetime.now(dt.timezone.utc),
-                "architecture": architecture, "weights_sha256": digest, "weights_bytes": len(blob),
+                "architecture": architecture, "sha256": digest, "weights_bytes": len(blob),
                 "metrics": metrics or {}, "code_version": code_version, "metadata": metadata or {},
                 "complete": False,
             }
@@ -95,30 +100,32 @@ class ModelStore:
 
     def latest(self, name: str) -> ModelRecord | None:
         """The highest complete version of `name` (for sensors and tools; assets use lineage)."""
-        doc = self.collection.find_one({"name": name, "complete": True}, sort=[("version", DESCENDING)])
+        doc = self.collection.find_one({"name": name, "complete": True, "sha256": {"$exists": True}},
+                                       sort=[("version", DESCENDING)])
         return ModelRecord.from_document(doc) if doc else None
 
     def load_bytes(self, model_id: str) -> tuple[str, bytes, ModelRecord]:
-        """The architecture JSON and verified weights blob (to ship to workers), refusing missing or tampered weights."""
+        """The verified architecture JSON and weights blob for workers; ModelStoreError if missing or changed."""
         doc = self._document(model_id)
         return doc["architecture"], self._verified_blob(doc), ModelRecord.from_document(doc)
 
     def _verified_blob(self, doc: dict[str, Any]) -> bytes:
+        """The weights blob of a document, once the sha256 of its architecture and blob matches the recorded one."""
         model_id = doc["_id"]
         blob_file = self.blobs.find_one({"filename": model_id})
         if blob_file is None:
             raise ModelStoreError(f"model {model_id}: weights are missing from the store")
         blob = blob_file.read()
-        actual = sha256_hex(blob)
-        if actual != doc["weights_sha256"]:
+        actual = model_sha256(doc["architecture"], blob)
+        if actual != doc["sha256"]:
             raise ModelStoreError(
-                f"model {model_id}: weights sha256 {actual} does not match the recorded "
-                f"{doc['weights_sha256']} (tampered or corrupted)"
+                f"model {model_id}: the sha256 {actual} of its architecture and weights does not match the recorded "
+                f"{doc['sha256']} (tampered or corrupted: the architecture, weights or scaler changed after the save)"
             )
         return blob
 
     def load(self, model_id: str) -> LoadedModel:
-        """Rebuild the model, refusing missing or tampered weights with a ModelStoreError."""
+        """Rebuild the model, refusing a missing, changed or incomplete one with a ModelStoreError."""
         doc = self._document(model_id)
         blob = self._verified_blob(doc)
         try:
@@ -133,4 +140,7 @@ class ModelStore:
             raise ModelStoreError(f"model {model_id} is not in {self.collection.full_name}")
         if not doc.get("complete"):
             raise ModelStoreError(f"model {model_id} was never completely written (its save was interrupted)")
+        if not isinstance(doc.get("sha256"), str) or not isinstance(doc.get("architecture"), str):
+            raise ModelStoreError(f"model {model_id} has no sha256 over its architecture and weights (saved by an "
+                                  "older mlassets, which hashed the weights only): retrain it")
         return doc

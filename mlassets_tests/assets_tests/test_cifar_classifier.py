@@ -34,7 +34,7 @@ def test_small_training_run_is_stored_and_loads_strictly(stack, data_dir, local_
     record = result.output_for_node("cifar_classifier").iloc[0]
     store = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION)
     loaded = store.load(record["model_id"])
-    assert loaded.record.weights_sha256 == record["weights_sha256"]
+    assert loaded.record.sha256 == record["sha256"]
     assert loaded.record.metrics["train_images"] == 600
     assert loaded.record.code_version == "1"
     assert 0.0 <= loaded.record.metrics["held_out_accuracy"] <= 1.0

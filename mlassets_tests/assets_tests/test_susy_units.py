@@ -16,7 +16,7 @@ from mlassets.assets.susy.sensors import trainData_new_rows
 from mlassets.assets.susy.train_topic import offset_ranges_frame
 from mlassets.datasets.susy import FEATURES
 from mlassets.models import susy_mlp
-from mlassets.models.serialization import model_to_bytes, sha256_hex
+from mlassets.models.serialization import model_sha256, model_to_bytes
 from mlassets.models.susy_mlp import (
     StandardScaler,
     SusyScorer,
@@ -57,21 +57,25 @@ def test_read_ranges_moves_only_the_ends() -> None:
         read_ranges(recorded, {"0": 3})
 
 
-def test_scorer_loads_once_per_process_and_refuses_a_changed_blob(monkeypatch) -> None:
+def test_scorer_loads_once_per_process_and_refuses_a_changed_blob_or_architecture(monkeypatch) -> None:
     monkeypatch.setattr(susy_mlp, "_SCORERS", {})
     monkeypatch.setattr(susy_mlp, "_LOADS", {"count": 0})
     rng = np.random.default_rng(1)
     features = rng.normal(size=(300, 18)).astype(np.float32)
     scaler = StandardScaler.fit(features)
     architecture, blob = model_to_bytes(build_susy_mlp(), scaler.extras())
-    payload = SimpleNamespace(value=(architecture, blob, sha256_hex(blob)))
+    payload = SimpleNamespace(value=(architecture, blob, model_sha256(architecture, blob)))
     frames = [pd.DataFrame({"chunk": "chunk-00", "label": rng.integers(0, 2, 100), **dict(zip(FEATURES, part.T))})
               for part in np.split(features, 3)]
     out = pd.concat(score_frames(iter(frames), "susy_mlp:v9", payload, threads=0, bins=64))
     assert out["rows"].tolist() == [300] and out["batches"].tolist() == [3] and out["model_loads"].tolist() == [1]
-    bad = SimpleNamespace(value=(architecture, blob + b"x", sha256_hex(blob)))
-    with pytest.raises(ValueError, match="tampered"):
-        list(score_frames(iter(frames), "susy_mlp:v10", bad, threads=0, bins=64))
+    digest = model_sha256(architecture, blob)
+    linear = architecture.replace('"sigmoid"', '"linear"')
+    assert linear != architecture
+    for number, changed in enumerate([(architecture, blob + b"x"), (linear, blob)], start=10):
+        bad = SimpleNamespace(value=(*changed, digest))
+        with pytest.raises(ValueError, match="tampered"):
+            list(score_frames(iter(frames), f"susy_mlp:v{number}", bad, threads=0, bins=64))
 
 
 def _trained_susy_bytes(rng: np.random.Generator) -> tuple:
@@ -112,7 +116,7 @@ def test_other_architectures_are_scored_by_keras(monkeypatch) -> None:
     architecture, blob = model_to_bytes(model, scaler.extras())
     assert SusyScorer.numpy_from_bytes(architecture, blob) is None
     path = list(sys.path)
-    scorer = susy_mlp.cached_scorer("other:v1", lambda: (architecture, blob, sha256_hex(blob)))
+    scorer = susy_mlp.cached_scorer("other:v1", lambda: (architecture, blob, model_sha256(architecture, blob)))
     assert scorer.engine == "keras" and sys.path == path
     keras_scores = model.predict(scaler.transform(features), verbose=0).reshape(-1)
     np.testing.assert_allclose(scorer.predict(features), keras_scores, rtol=0, atol=1e-6)
@@ -124,7 +128,7 @@ def test_partition_summaries_add_up_the_batches_per_chunk(monkeypatch) -> None:
     _, _, architecture, blob, features = _trained_susy_bytes(rng)
     labels = rng.integers(0, 2, len(features))
     chunks = np.where(rng.random(len(features)) < 0.3, "chunk-01", "chunk-00")
-    payload = SimpleNamespace(value=(architecture, blob, sha256_hex(blob)))
+    payload = SimpleNamespace(value=(architecture, blob, model_sha256(architecture, blob)))
     frame = pd.DataFrame({"chunk": chunks, "label": labels, **dict(zip(FEATURES, features.T))})
     batches = [frame.iloc[i:i + 300] for i in range(0, len(frame), 300)]
     out = pd.concat(score_frames(iter(batches), "susy_mlp:v11", payload, threads=0, bins=256)).set_index("chunk")

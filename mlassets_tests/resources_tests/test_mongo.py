@@ -49,7 +49,7 @@ def test_model_store_round_trip_and_versions(mongo: MongoResource, unique: str) 
     np.testing.assert_allclose(loaded.model.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
     np.testing.assert_array_equal(loaded.extras["mean"], scaler["mean"])
     assert loaded.record.metrics == {"accuracy": 0.5}
-    assert loaded.record.weights_sha256 == first.weights_sha256
+    assert loaded.record.sha256 == first.sha256
 
 
 def test_tampered_weights_are_refused(mongo: MongoResource, unique: str) -> None:
@@ -60,8 +60,40 @@ def test_tampered_weights_are_refused(mongo: MongoResource, unique: str) -> None
     data = bytearray(chunk["data"])
     data[-10] ^= 0xFF
     db["MLModels_weights.chunks"].update_one({"_id": chunk["_id"]}, {"$set": {"data": bytes(data)}})
-    with pytest.raises(ModelStoreError, match=r"tiny:v1: weights sha256 .* does not match"):
+    with pytest.raises(ModelStoreError, match=r"tiny:v1: the sha256 .* of its architecture and weights does not match"):
         store.load("tiny:v1")
+
+
+@pytest.mark.parametrize("change", ["architecture", "scaler"])
+def test_a_changed_architecture_or_scaler_is_refused(mongo: MongoResource, unique: str, change: str) -> None:
+    from mlassets.models.serialization import model_to_bytes
+
+    db = mongo.client()[f"models_{unique}"]
+    store = mongo.model_store(db.name)
+    model = _small_model()
+    store.save("tiny", model, extras={"scaler_mean": np.zeros(4)})
+    if change == "architecture":  # every score changes, the weights still fit
+        doc = db["MLModels"].find_one({"_id": "tiny:v1"})
+        assert '"sigmoid"' in doc["architecture"]
+        db["MLModels"].update_one({"_id": "tiny:v1"},
+                                  {"$set": {"architecture": doc["architecture"].replace('"sigmoid"', '"linear"')}})
+    else:
+        _, blob = model_to_bytes(model, {"scaler_mean": np.ones(4)})
+        store.blobs.delete(store.blobs.find_one({"filename": "tiny:v1"})._id)
+        store.blobs.put(blob, filename="tiny:v1")
+    for load in (store.load, store.load_bytes):
+        with pytest.raises(ModelStoreError, match="tiny:v1: the sha256 .* does not match .*tampered"):
+            load("tiny:v1")
+
+
+def test_a_model_saved_without_the_full_sha256_is_refused(mongo: MongoResource, unique: str) -> None:
+    db = mongo.client()[f"models_{unique}"]
+    store = mongo.model_store(db.name)
+    store.save("tiny", _small_model())
+    db["MLModels"].update_one({"_id": "tiny:v1"}, {"$rename": {"sha256": "weights_sha256"}})
+    with pytest.raises(ModelStoreError, match="tiny:v1 has no sha256 over its architecture and weights"):
+        store.load("tiny:v1")
+    assert store.latest("tiny") is None
 
 
 def test_missing_weights_and_unknown_model_are_refused(mongo: MongoResource, unique: str) -> None:
@@ -78,7 +110,7 @@ def test_missing_weights_and_unknown_model_are_refused(mongo: MongoResource, uni
 def test_weights_that_do_not_fit_the_architecture_are_refused(mongo: MongoResource, unique: str) -> None:
     import keras
 
-    from mlassets.models.serialization import model_to_bytes, sha256_hex
+    from mlassets.models.serialization import model_sha256, model_to_bytes
 
     db = mongo.client()[f"models_{unique}"]
     store = mongo.model_store(db.name)
@@ -88,6 +120,7 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(mongo: MongoResour
     db["MLModels_weights.files"].delete_many({})
     db["MLModels_weights.chunks"].delete_many({})
     store.blobs.put(blob, filename="tiny:v1")
-    db["MLModels"].update_one({"_id": "tiny:v1"}, {"$set": {"weights_sha256": sha256_hex(blob)}})
+    architecture = db["MLModels"].find_one({"_id": "tiny:v1"})["architecture"]
+    db["MLModels"].update_one({"_id": "tiny:v1"}, {"$set": {"sha256": model_sha256(architecture, blob)}})
     with pytest.raises(ModelStoreError, match="do not fit the architecture"):
         store.load("tiny:v1")

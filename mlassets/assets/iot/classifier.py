@@ -77,7 +77,7 @@ def cifar_classifier(context: AssetExecutionContext, config: CifarClassifierConf
         MODEL_NAME, model, metrics=metrics, code_version=context.assets_def.code_versions_by_key[context.asset_key],
         metadata={"config": config.model_dump(), "run_id": context.run_id},
     )
-    frame = pd.DataFrame([{"model_id": record.model_id, "weights_sha256": record.weights_sha256,
+    frame = pd.DataFrame([{"model_id": record.model_id, "sha256": record.sha256,
                            "held_out_accuracy": accuracy, "created_at": record.created_at}])
     yield Output(frame, metadata={
         **table_metadata(frame), "model_id": record.model_id, "parameters": int(model.count_params()),

@@ -90,7 +90,7 @@ def susy_evaluation(context: AssetExecutionContext, config: SusyEvaluationConfig
     # check it otherwise makes after every row: 40% of the JVM's CPU in this job.
     session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.arrow_batch_rows))
     session.conf.set("spark.sql.execution.arrow.maxBytesPerBatch", str(NO_BYTE_LIMIT))
-    payload = session.sparkContext.broadcast((architecture, blob, record.weights_sha256))
+    payload = session.sparkContext.broadcast((architecture, blob, record.sha256))
     score = functools.partial(score_frames, model_id=model_id, broadcast=payload,
                               threads=config.threads_per_worker, bins=config.histogram_bins)
     start = time.perf_counter()

@@ -1,6 +1,7 @@
 """The data lake: a local directory or an s3:// prefix, with parquet and byte I/O for pandas and Spark."""
 
 import posixpath
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,20 +11,49 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from dagster import ConfigurableResource
-from pydantic import Field
+from dagster import ConfigurableResource, EnvVar
+from pydantic import Field, field_validator
 
 PANDAS_PART = "part-00000.parquet"
+SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+S3_SCHEMES = ("s3", "s3a")
+
+
+def lake_root(root: str) -> str:
+    """The root as the lake keeps it: `s3://bucket/prefix` for s3:// or s3a:// in any letter case, or the local path.
+
+    Anything else that starts like a URL (`gs://`, `http://`, `S3:/x`) is a ValueError rather than a local folder
+    named after it.
+    """
+    if not root.strip():
+        raise ValueError("the lake root is empty")
+    scheme = SCHEME.match(root)
+    if scheme is None:
+        return root
+    name, rest = scheme.group(1).lower(), root[scheme.end():]
+    if name not in S3_SCHEMES:
+        raise ValueError(f"lake root {root!r}: unsupported scheme {scheme.group(1)}:, use s3://bucket/prefix, "
+                         "s3a://bucket/prefix or a local path (./name for a folder whose name has a colon)")
+    if not rest.startswith("//") or not rest[2:].split("/", 1)[0]:
+        raise ValueError(f"lake root {root!r}: expected {name}://bucket or {name}://bucket/prefix")
+    return "s3:" + rest
 
 
 class LakeResource(ConfigurableResource):
     """Where assets keep files: `root` is a directory or `s3://bucket/prefix` (MinIO/moto via endpoint_url)."""
 
-    root: str = Field(description="Local directory (relative to the working directory) or s3://bucket/prefix.")
+    root: str = Field(description="Local directory (relative to the working directory) or s3://bucket/prefix "
+                                  "(s3a:// and any letter case accepted; other URL schemes are refused).")
     endpoint_url: str | None = Field(default=None, description="S3 endpoint for MinIO or moto; None for AWS.")
     region: str = Field(default="us-east-1", description="S3 region.")
     access_key_id: str | None = Field(default=None, description="S3 access key; bind to an EnvVar.")
     secret_access_key: str | None = Field(default=None, description="S3 secret key; bind to an EnvVar.")
+
+    @field_validator("root")
+    @classmethod
+    def _known_root(cls, root: str) -> str:
+        # an EnvVar is validated with its value: dagster constructs the resource again when the run resolves it
+        return root if isinstance(root, EnvVar) else lake_root(root)
 
     @property
     def is_s3(self) -> bool:

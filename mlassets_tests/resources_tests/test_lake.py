@@ -2,6 +2,8 @@
 
 import pandas as pd
 import pytest
+from dagster import DagsterResourceFunctionError, EnvVar, asset, instance_for_test, materialize
+from pydantic import ValidationError
 
 from mlassets.resources import LakeResource
 from mlassets.stack import StackSettings
@@ -40,6 +42,52 @@ def test_local_lake_paths(tmp_path) -> None:
     assert (tmp_path / "lake/x/2024-01-01/part-00000.parquet").is_file()
     lake.delete("x")
     assert not lake.exists("x")
+
+
+@pytest.mark.parametrize(("root", "kept"), [
+    ("s3://bucket/prefix", "s3://bucket/prefix"),
+    ("S3://bucket/prefix", "s3://bucket/prefix"),
+    ("s3a://bucket", "s3://bucket"),
+    ("S3A://bucket/a/b", "s3://bucket/a/b"),
+    ("relative/dir", "relative/dir"),
+    ("/abs/dir", "/abs/dir"),
+    ("./name:with-colon", "./name:with-colon"),
+])
+def test_s3_roots_in_any_case_and_local_paths_are_accepted(root: str, kept: str) -> None:
+    lake = LakeResource(root=root)
+    assert lake.root == kept and lake.is_s3 == kept.startswith("s3://")
+    if lake.is_s3:
+        assert lake.spark_uri("t") == "s3a://" + kept[len("s3://"):] + "/t"
+
+
+@pytest.mark.parametrize(("root", "message"), [
+    ("gs://bucket/prefix", "unsupported scheme gs:"),
+    ("http://127.0.0.1:9000/bucket", "unsupported scheme http:"),
+    ("S3:/bucket", "expected s3://bucket"),
+    ("s3://", "expected s3://bucket"),
+    ("s3a:///prefix", "expected s3a://bucket"),
+    ("file:///tmp/lake", "unsupported scheme file:"),
+    ("", "empty"),
+])
+def test_other_roots_are_refused_at_construction(root: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        LakeResource(root=root)
+
+
+def test_a_root_from_an_env_var_is_checked_when_the_run_resolves_it(monkeypatch, tmp_path) -> None:
+    @asset
+    def lake_root_seen(lake: LakeResource) -> str:
+        return lake.root
+
+    lake = LakeResource(root=EnvVar("MLASSETS_TEST_LAKE_ROOT"))
+    monkeypatch.setenv("MLASSETS_TEST_LAKE_ROOT", "S3A://bucket/prefix")
+    with instance_for_test() as instance:
+        ok = materialize([lake_root_seen], resources={"lake": lake}, instance=instance)
+        assert ok.output_for_node("lake_root_seen") == "s3://bucket/prefix"
+        monkeypatch.setenv("MLASSETS_TEST_LAKE_ROOT", "gs://bucket")
+        with pytest.raises(DagsterResourceFunctionError) as err:
+            materialize([lake_root_seen], resources={"lake": lake}, instance=instance)
+        assert "unsupported scheme gs:" in str(err.value.__cause__)
 
 
 def test_spark_s3a_reads_what_pyarrow_wrote_and_writes_back(spark, local_resources: dict, stack: StackSettings,

@@ -1,16 +1,15 @@
-"""The mlassets code location; the only module that reads MLASSETS_ENV (default `local`)."""
-
-import os
+"""The mlassets code location, bound to the environment that `environment_name()` chooses."""
 
 from dagster import AssetsDefinition, Definitions, load_assets_from_package_module, map_asset_specs
 
 from mlassets.assets import fruits, iot, susy, weather
+from mlassets.environment_choice import environment_name
 from mlassets.environments import load_environment
 from mlassets.jobs import iot_daily_tables_job
 from mlassets.schedules import SCHEDULES
 from mlassets.sensors import SENSORS
 
-ENVIRONMENT = os.environ.get("MLASSETS_ENV", "local")
+ENVIRONMENT = environment_name()
 
 
 def iot_assets(environment: str) -> list[AssetsDefinition]:

@@ -19,9 +19,16 @@ from mlassets.resources import (
     MongoResource,
     SparkResource,
 )
+from mlassets.paths import PROJECT_ROOT
 from mlassets.pipes.emr import EMRPipesResource
+from mlassets.resources.spark import with_s3a
 
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
+RESOURCES_DIR = PROJECT_ROOT / "resources"
+# Settings that hold a local path: a relative value means a place in the project, whatever the working directory
+# (Ivy, for one, refuses a relative `spark.jars.ivy`).
+PATH_SETTINGS = frozenset({"datasets.data_dir", "lake.root", "spark.spark_config.spark.jars.ivy",
+                           "emr.spark_conf.spark.jars.ivy"})
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 RESOURCE_TYPES: dict[str, type[ConfigurableResource]] = {
     "datasets": DatasetsResource,
     "kafka": KafkaResource,
@@ -46,7 +53,21 @@ def available_environments(resources_dir: Path = RESOURCES_DIR) -> list[str]:
     return sorted(p.stem for p in resources_dir.glob("*.yaml"))
 
 
+def project_path(value: str) -> str:
+    """A local path taken relative to the project root (URLs such as s3://... are returned as they are)."""
+    if URL.match(value) or Path(value).is_absolute():
+        return value
+    return str(PROJECT_ROOT / value)
+
+
 def _resolve(value: Any, file: Path, key: str, top_level: bool) -> Any:
+    resolved = _resolve_vars(value, file, key, top_level)
+    if key in PATH_SETTINGS and isinstance(resolved, str) and not isinstance(resolved, EnvVar):
+        return project_path(resolved)
+    return resolved
+
+
+def _resolve_vars(value: Any, file: Path, key: str, top_level: bool) -> Any:
     if isinstance(value, dict):
         return {k: _resolve(v, file, f"{key}.{k}", False) for k, v in value.items()}
     if isinstance(value, list):
@@ -89,6 +110,9 @@ def load_environment(name: str, resources_dir: Path = RESOURCES_DIR) -> dict[str
         if not isinstance(config, dict):
             raise EnvironmentError_(f"{file}: {key}: expected a mapping of settings, got {config!r}")
         resolved = {field: _resolve(value, file, f"{key}.{field}", True) for field, value in config.items()}
+        # a lake root read at run time (prod's EnvVar) is taken for an object store: every deployed lake is one
+        if key == "spark" and (isinstance(resources["lake"].root, EnvVar) or resources["lake"].is_s3):
+            resolved["spark_config"] = with_s3a(resolved.get("spark_config") or {})
         try:
             resources[key] = cls(**resolved)
         except ValidationError as exc:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from dagster import AssetKey, AssetSelection, PartitionsDefinition, TimeWindowPartitionsDefinition, define_asset_job
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
-from mlassets.partitions import INFERENCE_DAYS
 
 
 @dataclass(frozen=True)
@@ -16,9 +15,10 @@ class MainStep:
     assets: tuple[AssetKey, ...]
     partitions: tuple[str, str] | None = None
 
-    def cli_args(self, module: str = "mlassets.definitions") -> list[str]:
+    def cli_args(self, module: str = "mlassets.definitions", selection: list[str] | None = None) -> list[str]:
         """The `dagster asset materialize` arguments of this step (the command a user or CI would type)."""
-        args = ["asset", "materialize", "--select", ",".join(k.to_user_string() for k in self.assets), "-m", module]
+        names = selection or [k.to_user_string() for k in self.assets]
+        args = ["asset", "materialize", "--select", ",".join(names), "-m", module]
         if self.partitions is None:
             return args
         first, last = self.partitions
@@ -73,6 +73,5 @@ def main_steps(graph: BaseAssetGraph, now: dt.datetime | None = None) -> list[Ma
 iot_daily_tables_job = define_asset_job(
     "iot_daily_tables_job",
     selection=AssetSelection.assets("producer_error_counts", "class_accuracy"),
-    partitions_def=INFERENCE_DAYS,
     description="The per-day error tables of the inference records (one Spark job per run, any day range).",
 )

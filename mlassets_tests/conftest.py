@@ -70,7 +70,6 @@ def test_env(stack: StackSettings, data_dir: Path, tmp_path_factory: pytest.Temp
         "MLASSETS_MONGO_URI": stack.mongo_uri,
         "MLASSETS_S3_ENDPOINT": stack.s3_endpoint,
         "MLASSETS_LAKE_ROOT": str(tmp_path_factory.mktemp("lake")),
-        "MLASSETS_IVY_DIR": str(REPO / ".cache" / "ivy"),
         "MLASSETS_SPARK_MASTER": "local[2]",
     }
 
@@ -94,8 +93,10 @@ def local_resources(test_env: dict[str, str]) -> dict:
 
 @pytest.fixture(scope="session")
 def spark(local_resources: dict):
-    """The one Spark session of the test process, configured like local.yaml (s3a at the test moto)."""
-    session = local_resources["spark"].spark_session
+    """The one Spark session of the test process, configured like local.yaml, plus S3A for the moto lake tests."""
+    from mlassets.resources.spark import SparkResource, with_s3a
+
+    session = SparkResource(spark_config=with_s3a(local_resources["spark"].spark_config)).spark_session
     yield session
     session.stop()
 

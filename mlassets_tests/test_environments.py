@@ -102,3 +102,65 @@ def test_prod_runs_the_error_table_through_pipes(monkeypatch: pytest.MonkeyPatch
     assert by_env["prod"].group_names_by_key == by_env["local"].group_names_by_key == {
         AssetKey("producer_error_counts"): "iot"}
     assert by_env["prod"].check_keys == by_env["local"].check_keys
+
+
+@pytest.fixture
+def user_shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """What a new user has: no MLASSETS_* variable, and a working directory that is not the project."""
+    for name in [n for n in os.environ if n.startswith("MLASSETS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_local_defaults_are_absolute_project_paths_from_any_directory(user_shell: Path) -> None:
+    from mlassets.paths import PROJECT_ROOT
+    from mlassets.resources.spark import MONGO_CONNECTOR_PACKAGE
+
+    local = load_environment("local")
+    assert local["datasets"].data_dir == str(PROJECT_ROOT / ".mlassets" / "data")
+    assert local["lake"].root == str(PROJECT_ROOT / ".mlassets" / "lake")
+    assert local["spark"].spark_config["spark.jars.ivy"] == str(PROJECT_ROOT / ".cache" / "ivy")
+    assert local["emr"].spark_conf["spark.jars.ivy"] == str(PROJECT_ROOT / ".cache" / "ivy")
+    # a lake on disk needs the MongoDB connector alone: no hadoop-aws and its 700 MB AWS SDK bundle
+    assert local["spark"].spark_config["spark.jars.packages"] == MONGO_CONNECTOR_PACKAGE
+    assert local["spark"].spark_config["spark.master"] == "local[*]"
+    assert local["kafka"].bootstrap_servers == "127.0.0.1:9092"
+    assert local["mongo"].uri == "mongodb://127.0.0.1:27017/"
+
+
+def test_every_environment_loads_for_a_user_with_the_same_keys(user_shell: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINIO_ROOT_USER", "minio")
+    monkeypatch.setenv("MINIO_ROOT_PASSWORD", "minio-secret")
+    local, docker = load_environment("local"), load_environment("docker")
+    assert sorted(local) == sorted(docker)
+    assert docker["datasets"].data_dir == "/data"
+    assert docker["spark"].spark_config["spark.jars.ivy"] == "/opt/dagster/ivy"
+    with pytest.raises(EnvironmentError_, match=r"prod.yaml: spark.spark_config.spark.master: environment variable"):
+        load_environment("prod")  # prod has no defaults to fall back on: it names what is missing
+
+
+@pytest.mark.parametrize("root", ["s3://bucket/lake", "S3://bucket/lake", "s3a://bucket/lake"])
+def test_an_s3_lake_brings_the_s3a_package(user_shell: Path, monkeypatch: pytest.MonkeyPatch, root: str) -> None:
+    from mlassets.resources.spark import S3A_PACKAGE
+
+    monkeypatch.setenv("MLASSETS_LAKE_ROOT", root)
+    local = load_environment("local")
+    assert local["lake"].is_s3
+    assert local["spark"].spark_config["spark.jars.packages"].split(",")[-1] == S3A_PACKAGE
+    for name, value in PROD_VARS.items():
+        monkeypatch.setenv(name, value)
+    assert S3A_PACKAGE in load_environment("prod")["spark"].spark_config["spark.jars.packages"]
+    assert S3A_PACKAGE in load_environment("docker")["spark"].spark_config["spark.jars.packages"]
+
+
+def test_a_relative_setting_is_taken_from_the_project_root(user_shell: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlassets.paths import PROJECT_ROOT
+
+    monkeypatch.setenv("MLASSETS_DATA_DIR", "elsewhere/data")
+    monkeypatch.setenv("MLASSETS_IVY_DIR", str(user_shell / "ivy"))
+    local = load_environment("local")
+    assert local["datasets"].data_dir == str(PROJECT_ROOT / "elsewhere" / "data")
+    assert local["spark"].spark_config["spark.jars.ivy"] == str(user_shell / "ivy")

@@ -10,9 +10,11 @@ from dagster import AssetExecutionContext, ConfigurableResource, Failure, PipesS
 from dagster._core.pipes.client import PipesClientCompletedInvocation
 from pydantic import Field
 
+from mlassets.resources.spark import MONGO_CONNECTOR_PACKAGE, S3A_PACKAGE
+
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "emr"
 BOOTSTRAP = "bootstrap.sh"
-LOCAL_PACKAGES = "org.mongodb.spark:mongo-spark-connector_2.13:10.5.0,org.apache.hadoop:hadoop-aws:3.5.0"
+LOCAL_PACKAGES = f"{MONGO_CONNECTOR_PACKAGE},{S3A_PACKAGE}"
 
 
 class EMRPipesResource(ConfigurableResource):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from mlassets.paths import CACHE_DIR, RUN_DIR
 
 KAFKA_VERSION = "4.1.2"
 FERRETDB_VERSION = "v1.24.2"
@@ -14,8 +16,8 @@ FERRETDB_VERSION = "v1.24.2"
 class StackSettings:
     """Where the local servers keep builds, data and logs, and which loopback ports they use."""
 
-    cache_dir: Path = field(default_factory=lambda: Path(".cache").resolve())
-    run_dir: Path = field(default_factory=lambda: Path(".mlassets/stack").resolve())
+    cache_dir: Path = CACHE_DIR
+    run_dir: Path = RUN_DIR / "stack"
     host: str = "127.0.0.1"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093

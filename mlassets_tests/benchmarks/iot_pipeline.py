@@ -129,8 +129,7 @@ def error_table(stack: LocalStack) -> None:
             "_id": f"r{offset + i}", "producer_id": f"producer-{i % 4 + 1}", "GroundTruth": LABELS[truth[i]],
             "InferredValue": LABELS[inferred[i]], "inferred_at": day + dt.timedelta(seconds=int(i % 80_000)),
             "sent_at": day} for i in range(n)], ordered=False)
-    os.environ.update({"MLASSETS_MONGO_URI": stack.settings.mongo_uri, "MLASSETS_SPARK_MASTER": "local[*]",
-                       "MLASSETS_IVY_DIR": str(REPO / ".cache" / "ivy")})
+    os.environ.update({"MLASSETS_MONGO_URI": stack.settings.mongo_uri, "MLASSETS_SPARK_MASTER": "local[*]"})
     spark = load_environment("local")["spark"].spark_session
     window = TimeWindow(day, day + dt.timedelta(days=1))
     count_producer_errors(inference_days(spark, window, database))  # warm-up: jars, JVM, connector

@@ -209,7 +209,6 @@ def child(rows: int, model_id: str) -> None:
             write_chunk(lake, test, key, rows // len(keys), 15 + i, 1_000_000)
         lake.write_parquet(pd.DataFrame([{"model_id": model_id}]), "susy_model")
         os.environ.setdefault("MLASSETS_SPARK_MASTER", "local[2]")
-        os.environ.setdefault("MLASSETS_IVY_DIR", str(REPO / ".cache" / "ivy"))
         environment = load_environment("local")
         spark = environment["spark"]
         resources = {**environment, "lake": lake, "mongo": mongo,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from mlassets.assets.iot.classifier import MODEL_COLLECTION, MODEL_DATABASE
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
+from mlassets.streaming.dead_letters import dlq_topic
 
 
 def small_model_id(mongo: MongoResource) -> str:
@@ -48,3 +51,12 @@ def committed_offset(kafka: KafkaResource, topic: str, group: str, partition: in
         return probe.committed(TopicPartition(topic, partition))
     finally:
         probe.close()
+
+
+def dead_letters(kafka: KafkaResource, topic: str) -> list[dict]:
+    """Every dead letter of a topic so far, as the JSON objects the drains wrote."""
+    consumer = kafka.consumer(None, dlq_topic(topic), consumer_timeout_ms=5000)
+    try:
+        return [json.loads(record.value) for record in consumer]
+    finally:
+        consumer.close()

@@ -15,7 +15,7 @@ from mlassets.stack import StackSettings
 from mlassets.streaming.dead_letters import DeadLetterError
 from mlassets.streaming.image_producer import produce_images
 from mlassets.streaming.inference import drain_inference, duplicate_indexes
-from mlassets_tests.iot_helpers import committed_offset, create_topic, set_topic_config
+from mlassets_tests.iot_helpers import committed_offset, create_topic, dead_letters, set_topic_config
 from mlassets_tests.streaming_tests.test_image_messages import POISON_PILLS
 
 
@@ -98,13 +98,6 @@ def test_a_failed_write_commits_only_the_batches_written_before_it(stack: StackS
     assert rerun.stored == 28 and collection.count_documents({}) == 60
 
 
-def _letters(kafka: KafkaResource, topic: str) -> list[dict]:
-    consumer = kafka.consumer(None, f"{topic}.dlq", consumer_timeout_ms=5000)
-    letters = [json.loads(r.value) for r in consumer]
-    consumer.close()
-    return letters
-
-
 def test_poison_pills_are_dead_letters_and_the_good_messages_around_them_are_stored(stack: StackSettings, data_dir,
                                                                                     unique: str) -> None:
     topic, group = f"image_data_{unique}", f"g-{unique}"
@@ -125,7 +118,7 @@ def test_poison_pills_are_dead_letters_and_the_good_messages_around_them_are_sto
     assert summary.stored == 40 and summary.dead_letters == len(POISON_PILLS)
     assert {d["_id"] for d in collection.find({}, {"_id": 1})} == {
         f"{run}-producer-{p}-{s}" for run in (first.run_id, second.run_id) for p in (1, 2) for s in range(10)}
-    letters = sorted(_letters(kafka, topic), key=lambda letter: letter["offset"])
+    letters = sorted(dead_letters(kafka, topic), key=lambda letter: letter["offset"])
     assert [letter["offset"] for letter in letters] == list(range(20, 20 + len(POISON_PILLS)))
     for letter, (_, reason) in zip(letters, POISON_PILLS):
         assert letter["reason"].startswith(reason), (letter["reason"], reason)
@@ -150,13 +143,13 @@ def test_an_unacknowledged_dead_letter_leaves_its_batch_uncommitted(stack: Stack
         drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
                         batch_size=16)
     assert (committed_offset(kafka, topic, group) or 0) <= 16  # at most the batches before the one with the lost letter
-    assert _letters(kafka, topic) == []
+    assert dead_letters(kafka, topic) == []
 
     set_topic_config(kafka, f"{topic}.dlq", {"max.message.bytes": str(2**20)})
     rerun = drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
                             batch_size=16)
     assert rerun.dead_letters == 1 and collection.count_documents({}) == 32
-    assert [(letter["offset"], letter["reason"].split(":")[0]) for letter in _letters(kafka, topic)] == [
+    assert [(letter["offset"], letter["reason"].split(":")[0]) for letter in dead_letters(kafka, topic)] == [
         (16, "invalid JSON")]
     assert committed_offset(kafka, topic, group) == 33
 

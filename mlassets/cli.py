@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from mlassets.datasets.fetch import DATASETS, FetchError, copy_local, fetch_official
+from mlassets.environment_choice import environment_name
 from mlassets.stack import LocalStack, StackError, StackSettings
-
-DEFAULT_DATA_DIR = ".mlassets/data"
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -32,7 +28,9 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _data_fetch(args: argparse.Namespace) -> int:
-    dest = Path(args.dest or os.environ.get("MLASSETS_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
+    from mlassets.environments import load_environment
+
+    dest = Path(args.dest or load_environment(args.env)["datasets"].data_dir).resolve()
     names = args.datasets or [n for n in DATASETS if n != "fruits360" or args.source]
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
@@ -51,39 +49,9 @@ def _data_fetch(args: argparse.Namespace) -> int:
 
 def _materialize(args: argparse.Namespace) -> int:
     """Start the stack and materialise every asset: one `dagster asset materialize` per partitions definition."""
-    from mlassets.definitions import defs
-    from mlassets.jobs import main_steps
+    from mlassets.main_run import run_main
 
-    LocalStack(StackSettings.from_env()).up()
-    env = {**os.environ}
-    env.setdefault("DAGSTER_HOME", str(Path(".mlassets/dagster_home").resolve()))
-    home = Path(env["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if Path("dagster.yaml").is_file() and not (home / "dagster.yaml").exists():
-        shutil.copy("dagster.yaml", home / "dagster.yaml")
-    dagster = Path(sys.executable).with_name("dagster")
-    steps = main_steps(defs.resolve_asset_graph())
-    for number, step in enumerate(steps, 1):
-        argv = [str(dagster), *step.cli_args()]
-        print(f"[{number}/{len(steps)}] $ " + " ".join(argv[1:]), flush=True)
-        code = subprocess.call(argv, env=env)
-        if code:
-            print(f"mlassets: step {number} failed (exit {code}); later steps were not run", file=sys.stderr)
-            return code
-    for step in steps:
-        if "producer_error_counts" in {key.to_user_string() for key in step.assets} and step.partitions:
-            _print_producer_table(step.partitions[1])
-    return 0
-
-
-def _print_producer_table(day: str) -> None:
-    """Print the day's per-producer error table from the lake (what the main run reports at the end)."""
-    from mlassets.definitions import ENVIRONMENT
-    from mlassets.environments import load_environment
-    from mlassets.metadata import markdown_table
-
-    table = load_environment(ENVIRONMENT)["lake"].read_parquet("producer_error_counts", day)
-    print(f"\nWrong inferences per producer on {day} (UTC):\n{markdown_table(table)}", flush=True)
+    return run_main(args.env)
 
 
 def _stream_produce(args: argparse.Namespace) -> int:
@@ -138,6 +106,8 @@ def _stream_infer(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="mlassets", description=__doc__)
+    parser.add_argument("--env", default=environment_name(),
+                        help="resources/<env>.yaml to bind (default: $MLASSETS_ENV or local)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     stack = sub.add_parser("stack", help="start, stop or report the local Kafka/FerretDB/S3 servers")
@@ -149,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = data_sub.add_parser("fetch", help="download the official files (sha256-verified) or copy a local folder")
     fetch.add_argument("datasets", nargs="*", help=f"any of {sorted(DATASETS)} (default: all but fruits360)")
     fetch.add_argument("--from", dest="source", help="copy and verify from this folder instead of downloading")
-    fetch.add_argument("--dest", help=f"data directory (default $MLASSETS_DATA_DIR or {DEFAULT_DATA_DIR})")
+    fetch.add_argument("--dest", help="data directory (default: the environment's `datasets.data_dir`)")
     fetch.set_defaults(func=_data_fetch)
 
     stream = sub.add_parser("stream", help="long-running streaming producers and services")
@@ -159,7 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--images", type=int, default=1000, help="images per producer")
     produce.add_argument("--rate", type=float, default=0.0, help="images/s per producer; 0 = as fast as possible")
     produce.add_argument("--topic", default="image_data")
-    produce.add_argument("--env", default="local", help="resources/<env>.yaml to read the Kafka settings from")
     produce.set_defaults(func=_stream_produce)
     infer = stream_sub.add_parser("infer", help="the inference service: classify image messages into MongoDB")
     infer.add_argument("--model-id", help="model store id, e.g. cifar_classifier:v3 (default: the asset's current one)")
@@ -168,7 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--group", default="mlassets-inference", help="consumer group (share it to scale out)")
     infer.add_argument("--database", default="image_database", help="Mongo database of the inferences collection")
     infer.add_argument("--drain", action="store_true", help="stop at the end offsets seen at start")
-    infer.add_argument("--env", default="local", help="resources/<env>.yaml to read the settings from")
     infer.set_defaults(func=_stream_infer)
 
     run = sub.add_parser("materialize", help="start the local stack and materialise every asset (the main run)")

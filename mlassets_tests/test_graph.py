@@ -79,5 +79,18 @@ def test_main_run(stack: StackSettings, test_env: dict[str, str], tmp_path: Path
     # 250 each, plus 250 per earlier main run today when the test stack's data was kept (MLASSETS_TEST_KEEP_STACK)
     totals = producers["total_inferences"] + producers["pending_count"]
     assert totals.nunique() == 1 and totals.iloc[0] >= 250 and totals.iloc[0] % 250 == 0
-    assert f"Wrong inferences per producer on {day}" in result.stdout
-    assert "| producer-4 |" in result.stdout
+    out = result.stdout
+    assert f"wrong inferences per producer on {day}" in out
+    assert "| producer-4 |" in out
+    # what a person reads: a line per phase and asset, a summary with the headline figures, the UI command
+    assert "local stack:" in out and "kafka start" in out and "Spark jars:" in out
+    for asset in ("cifar_classifier", "susy_model", "fruit_pca", "humidity_forecast_2021"):
+        assert f"  {asset} " in out
+    assert "0 failed, 0 skipped" in out
+    for figure in ("SUSY held-out accuracy", "SUSY held-out AUC", "fruit PCA explained variance",
+                   "IoT drain images/s"):
+        assert figure in out
+    assert " dev -w " in out and "full log: " in out
+    log = Path(out.split("full log: ")[-1].splitlines()[0])
+    assert "STEP_SUCCESS" in log.read_text()  # Dagster's event stream is in the log, not on the terminal
+    assert "DEBUG" not in out and "Warning" not in out + result.stderr

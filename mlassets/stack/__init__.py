@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlassets.stack.ferretdb import FerretDBServer
@@ -34,14 +36,23 @@ class LocalStack:
         self.s3 = MotoS3Server(self.settings)
         self.servers = (self.kafka, self.mongo, self.s3)
 
-    def up(self) -> list[str]:
-        """Build and start every server that is not running; returns the names started."""
+    def up(self, report: Callable[[str, float, str], None] | None = None) -> list[str]:
+        """Build and start every server that is not running; returns the names started.
+
+        `report(phase, seconds, note)` hears of each build and start as it ends (the main run prints them).
+        """
         started = []
         for server in self.servers:
             if server.proc.pid() is not None:
+                if report:
+                    report(f"{server.name} start", 0.0, "already running")
                 continue
-            server.build()
-            server.start()
+            for phase, action, cached in ((server.build_label, server.build, server.built),
+                                          ("start", server.start, False)):
+                t0 = time.monotonic()
+                action()
+                if report:
+                    report(f"{server.name} {phase}", time.monotonic() - t0, "cached" if cached else "")
             started.append(server.name)
         return started
 

@@ -20,6 +20,7 @@ class FerretDBServer:
     """FerretDB listening on loopback, one SQLite file per database under the run directory."""
 
     name = "ferretdb"
+    build_label = "build"
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -28,9 +29,14 @@ class FerretDBServer:
         self.binary = self.build_dir / "ferretdb"
         self.data_dir = settings.run_dir / "ferretdb-data"
 
+    @property
+    def built(self) -> bool:
+        """Whether the FerretDB binary is built."""
+        return self.binary.exists()
+
     def build(self) -> None:
         """Download the module, add the version.txt its zip lacks, and build a static binary, once."""
-        if self.binary.exists():
+        if self.built:
             return
         go = require_tool("go", "Go 1.24 or newer from https://go.dev/dl/ or `apt-get install golang`")
         env = {

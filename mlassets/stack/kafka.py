@@ -27,6 +27,7 @@ class KafkaServer:
     """One combined broker+controller node; storage formatted once, jars cached in cache_dir."""
 
     name = "kafka"
+    build_label = "jars"
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -38,10 +39,14 @@ class KafkaServer:
     def classpath(self) -> str:
         return f"{self.home / 'libs'}/*"
 
+    @property
+    def built(self) -> bool:
+        """Whether the broker jars are in the cache."""
+        return (self.home / "libs" / f"kafka_2.13-{KAFKA_VERSION}.jar").exists()
+
     def build(self) -> None:
         """Copy the broker jars (and kafka-tools) from Maven Central into the cache, once."""
-        marker = self.home / "libs" / f"kafka_2.13-{KAFKA_VERSION}.jar"
-        if marker.exists():
+        if self.built:
             return
         require_tool("java", "a Java 17 runtime, e.g. `apt-get install openjdk-17-jre-headless`")
         mvn = require_tool("mvn", "Apache Maven, e.g. `apt-get install maven`")

@@ -13,6 +13,8 @@ class MotoS3Server:
     """moto[server] serving the S3 API; its buckets live in memory until it stops."""
 
     name = "s3"
+    build_label = "package"
+    built = True  # moto comes with the package's test extras
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings

@@ -1,0 +1,29 @@
+"""The main run's steps: a failed asset is named with its cause, and only what depends on it is skipped."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mlassets.main_run import Console, materialize_steps
+from mlassets_tests.fixtures import failing_defs
+
+
+def test_a_failed_asset_stops_only_what_depends_on_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    console = Console(tmp_path / "main.log")
+    outcome = materialize_steps(failing_defs.defs, failing_defs.__name__, env, console)
+    assert set(outcome.materialized) == {"good", "independent", "daily_after_good"}
+    assert list(outcome.failed) == ["bad"]
+    assert outcome.failed["bad"] == "ValueError: corrupt row 7 in the input"
+    assert outcome.skipped == {"after_bad", "daily_after_bad"}
+    assert not outcome.ok
+    out = capsys.readouterr().out
+    assert "bad" in out and "FAILED  ValueError: corrupt row 7 in the input" in out
+    assert f"full traceback: {tmp_path / 'main.log'}" in out
+    assert "daily_after_bad" in out and "skipped" in out
+    # the terminal gets one line per asset; Dagster's event stream and warnings stay in the log
+    assert "DEBUG" not in out and "STEP_SUCCESS" not in out
+    log = (tmp_path / "main.log").read_text()
+    assert 'raise ValueError("corrupt row 7 in the input")' in log  # the whole traceback

@@ -51,7 +51,7 @@ def _materialize(args: argparse.Namespace) -> int:
     """Start the stack and materialise every asset: one `dagster asset materialize` per partitions definition."""
     from mlassets.main_run import run_main
 
-    return run_main(args.env)
+    return run_main(args.env, everything=args.all)
 
 
 def _stream_produce(args: argparse.Namespace) -> int:
@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.set_defaults(func=_stream_infer)
 
     run = sub.add_parser("materialize", help="start the local stack and materialise every asset (the main run)")
+    run.add_argument("--all", action="store_true",
+                     help="run every asset, also those whose code version and inputs are unchanged since their "
+                          "last materialisation (by default they are kept)")
     run.set_defaults(func=_materialize)
     return parser
 

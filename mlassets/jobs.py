@@ -44,19 +44,24 @@ def main_steps(graph: BaseAssetGraph, now: dt.datetime | None = None) -> list[Ma
     """Every materializable asset in dependency order, one step per (stage, partitions definition).
 
     An asset joins its parents' stage when it shares their partitions definition (one run can do both),
-    and the next stage when it does not, so a run only starts after the runs it reads from.
+    and the next stage when it does not, so a run only starts after the runs it reads from. The sources (assets
+    with nothing upstream) run first on their own, so that their new data versions are recorded before the main
+    run decides which of their children are up to date.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     stage: dict[AssetKey, int] = {}
+    sources: set[AssetKey] = set()
     for key in graph.toposorted_asset_keys:
         node = graph.get(key)
         if not node.is_materializable:
             continue
+        parents = [parent for parent in node.parent_keys if parent in stage]
+        if not parents:
+            sources.add(key)
         level = 0
-        for parent in node.parent_keys:
-            if parent in stage:
-                same = graph.get(parent).partitions_def == node.partitions_def
-                level = max(level, stage[parent] + (0 if same else 1))
+        for parent in parents:
+            same = graph.get(parent).partitions_def == node.partitions_def and parent not in sources
+            level = max(level, stage[parent] + (0 if same else 1))
         stage[key] = level
     steps: list[tuple[int, PartitionsDefinition | None, list[AssetKey]]] = []
     for key, level in sorted(stage.items(), key=lambda item: item[1]):

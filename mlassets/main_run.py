@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from dagster import AssetKey
+
 from mlassets.environment_choice import DEFAULT_ENVIRONMENT, ENV_VAR
 from mlassets.paths import DAGSTER_HOME, LOG_DIR, PROJECT_ROOT
 
@@ -61,6 +63,7 @@ class Outcome:
     skipped: set[str] = field(default_factory=set)
     checks: list[tuple[str, str, bool, str]] = field(default_factory=list)  # asset, check, passed, severity
     partitions: dict[str, str] = field(default_factory=dict)  # the last partition each partitioned asset ran
+    up_to_date: set[str] = field(default_factory=set)  # not run again: same code version and inputs
 
     @property
     def failed_checks(self) -> list[tuple[str, str, bool, str]]:
@@ -72,7 +75,7 @@ class Outcome:
         return not self.failed and not self.skipped and all(c[3] != "ERROR" for c in self.failed_checks)
 
 
-def run_main(environment: str) -> int:
+def run_main(environment: str, everything: bool = False) -> int:
     """Start the stack, resolve the Spark jars, materialise every asset, print the summary; 0 when all went well."""
     started = time.monotonic()
     os.environ[ENV_VAR] = environment  # the definitions loaded here and in every `dagster` command bind it
@@ -91,35 +94,67 @@ def run_main(environment: str) -> int:
     env = _dagster_env()
     from mlassets.definitions import defs
 
-    outcome = materialize_steps(defs, "mlassets.definitions", env, console)
+    outcome = materialize_steps(defs, "mlassets.definitions", env, console, everything)
     _summary(console, outcome, resources, time.monotonic() - started, env["DAGSTER_HOME"])
     return 0 if outcome.ok else 1
 
 
-def materialize_steps(defs: Any, module: str, env: dict[str, str], console: Console) -> Outcome:
-    """Every asset of `defs`, one `dagster asset materialize` per step; what fails stops only what depends on it."""
+def materialize_steps(defs: Any, module: str, env: dict[str, str], console: Console,
+                      everything: bool = True) -> Outcome:
+    """Every asset of `defs`, one `dagster asset materialize` per step; what fails stops only what depends on it.
+
+    Unless `everything`, an asset that is up to date is not run again (see `_up_to_date`).
+    """
+    from dagster import DagsterInstance
+
     from mlassets.jobs import main_steps
 
     graph = defs.resolve_asset_graph()
     steps = main_steps(graph)
     outcome = Outcome()
     for number, step in enumerate(steps, 1):
-        todo, blocked = [], []
+        todo, blocked, current = [], [], []
+        with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            fresh = set() if everything else _up_to_date(instance, graph, step)
         for asset in (k.to_user_string() for k in step.assets):  # in dependency order
+            parents = {p.to_user_string() for p in graph.get(AssetKey.from_user_string(asset)).parent_keys}
             if _upstream_failed(graph, asset, outcome):
                 blocked.append(asset)
                 outcome.skipped.add(asset)
+            elif asset in fresh and not parents & set(todo):
+                current.append(asset)
             else:
                 todo.append(asset)
         where = "" if step.partitions is None else f", partitions {step.partitions[0]}...{step.partitions[1]}"
         console.say(f"step {number}/{len(steps)}: {len(todo)} assets{where}")
         for asset in blocked:
             console.say(f"  {asset:<38}    skipped  an upstream asset failed")
+        for asset in current:
+            console.say(f"  {asset:<38}    up to date (same code version and inputs)")
+        outcome.up_to_date.update(current)
         if todo:
             _run_step(step.cli_args(module=module, selection=todo), todo, graph, env, console, outcome)
         if step.partitions is not None:
             outcome.partitions.update({asset: step.partitions[1] for asset in todo})
     return outcome
+
+
+def _up_to_date(instance: Any, graph: Any, step: Any) -> set[str]:
+    """The step's unpartitioned assets with a code version whose last materialisation used today's code and inputs.
+
+    Assets without a code version (the streams, which read what is new on a topic) always run, and so do
+    partitioned ones; the sources run in a step of their own first and record their content as their data version.
+    """
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._time import get_current_datetime
+
+    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+                          instance=instance, asset_graph=graph)
+    resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
+    return {key.to_user_string() for key in step.assets
+            if graph.get(key).code_version is not None and not graph.get(key).is_partitioned
+            and graph.get(key).parent_keys and resolver.get_status(key) == StaleStatus.FRESH}
 
 
 def _warnings_to_log(console: Console) -> None:
@@ -160,8 +195,6 @@ def _resolve_spark_jars(spark_config: dict[str, Any], environment: str, console:
 
 
 def _upstream_failed(graph: Any, asset: str, outcome: Outcome) -> bool:
-    from dagster import AssetKey
-
     bad = set(outcome.failed) | outcome.skipped
     return any(a.to_user_string() in bad for a in graph.get(AssetKey.from_user_string(asset)).parent_keys)
 
@@ -260,11 +293,11 @@ def _one_line(message: str) -> str:
 def _summary(console: Console, outcome: Outcome, resources: dict[str, Any], seconds: float,
              dagster_home: str) -> None:
     """The closing lines: what was materialised, the checks, the headline figures and the UI command."""
-    from dagster import AssetKey, DagsterInstance
+    from dagster import DagsterInstance
 
     console.say()
     console.say(f"summary ({seconds / 60:.1f} min): {len(outcome.materialized)} assets materialised, "
-                f"{len(outcome.failed)} failed, {len(outcome.skipped)} skipped; checks "
+                f"{len(outcome.up_to_date)} up to date, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped; checks "
                 f"{sum(c[2] for c in outcome.checks)} passed, {len(outcome.failed_checks)} failed")
     for asset, cause in outcome.failed.items():
         console.say(f"  FAILED  {asset}: {cause}")
@@ -274,7 +307,7 @@ def _summary(console: Console, outcome: Outcome, resources: dict[str, Any], seco
         console.say(f"  check failed ({severity}): {asset} {check}")
     with DagsterInstance.from_config(dagster_home) as instance:
         for asset, key, label in HEADLINES:
-            if asset not in outcome.materialized:
+            if asset not in outcome.materialized and asset not in outcome.up_to_date:
                 continue
             entry = instance.get_latest_materialization_event(AssetKey(asset))
             value = entry.asset_materialization.metadata.get(key) if entry and entry.asset_materialization else None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import hashlib
+
 import pandas as pd
-from dagster import MetadataValue, TableColumn, TableSchema
+from dagster import DataVersion, MetadataValue, TableColumn, TableSchema
 
 _TYPES = {"i": "int", "u": "int", "f": "float", "b": "bool", "M": "timestamp", "O": "string", "S": "bytes"}
 
@@ -45,3 +47,12 @@ def table_metadata(frame: pd.DataFrame, descriptions: dict[str, str] | None = No
         "dagster/column_schema": column_schema(frame, descriptions),
         "preview": MetadataValue.md(markdown_table(frame, preview_rows)),
     }
+
+
+def content_version(*frames: pd.DataFrame) -> DataVersion:
+    """A data version from the frames' content, so that children are stale only when the data really changed."""
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(",".join(map(str, frame.columns)).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return DataVersion(digest.hexdigest()[:24])

@@ -56,3 +56,13 @@ def test_a_time_window_without_todays_partition_is_refused() -> None:
     with pytest.raises(ValueError, match="end_offset=1"):
         main_partitions(DailyPartitionsDefinition(start_date="2026-01-01"), NOW)
     assert main_partitions(None, NOW) is None
+
+
+@asset
+def trained(source: int) -> int:
+    return source
+
+
+def test_sources_run_before_their_unpartitioned_children() -> None:
+    steps = main_steps(Definitions(assets=[AssetSpec("topic"), source, trained]).resolve_asset_graph(), NOW)
+    assert steps == [MainStep((AssetKey("source"),)), MainStep((AssetKey("trained"),))]

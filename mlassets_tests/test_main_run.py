@@ -27,3 +27,22 @@ def test_a_failed_asset_stops_only_what_depends_on_it(tmp_path: Path, capsys: py
     assert "DEBUG" not in out and "STEP_SUCCESS" not in out
     log = (tmp_path / "main.log").read_text()
     assert 'raise ValueError("corrupt row 7 in the input")' in log  # the whole traceback
+
+
+def test_a_second_run_keeps_what_is_up_to_date_and_reruns_what_changed(tmp_path: Path) -> None:
+    from mlassets_tests.fixtures import versioned_defs
+
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "FIXTURE_SOURCE_VERSION": "a"}
+    console = Console(tmp_path / "main.log")
+
+    def run(everything: bool = False) -> tuple[set[str], set[str]]:
+        outcome = materialize_steps(versioned_defs.defs, versioned_defs.__name__, env, console, everything)
+        assert outcome.ok
+        return set(outcome.materialized), outcome.up_to_date
+
+    assert run() == ({"source", "model", "stream"}, set())
+    assert run() == ({"source", "stream"}, {"model"})
+    assert run(everything=True) == ({"source", "model", "stream"}, set())
+    env["FIXTURE_SOURCE_VERSION"] = "b"  # the data changed: the model is stale
+    assert run() == ({"source", "model", "stream"}, set())

@@ -69,6 +69,7 @@ def feature_udf(weights: "object", weights_sha256: str, batch_size: int, builds:
 
 
 @asset(
+    code_version="1",
     deps=[fruit_images],
     check_specs=[
         AssetCheckSpec("feature_vectors", asset=ASSET,

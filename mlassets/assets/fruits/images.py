@@ -18,7 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from mlassets.datasets.fruits360 import find_fruits, inspect_image, list_fruit_files
-from mlassets.metadata import column_schema, markdown_table
+from mlassets.metadata import column_schema, content_version, markdown_table
 from mlassets.models.serialization import sha256_hex
 from mlassets.resources import DatasetsResource, LakeResource
 
@@ -107,6 +107,7 @@ def fruit_images(context: AssetExecutionContext, config: FruitImagesConfig, data
     per_class = manifest.groupby("label").size().rename("images").reset_index()
     modes = manifest.groupby(["format", "mode"]).size().rename("images").reset_index()
     return MaterializeResult(
+        data_version=content_version(manifest[["label", "file", "sha256"]], quarantine),
         metadata={
             "dagster/row_count": len(manifest),
             "dagster/column_schema": column_schema(manifest),

@@ -56,6 +56,7 @@ def sklearn_explained_variance(features: np.ndarray, k: int) -> np.ndarray:
 
 
 @asset(
+    code_version="1",
     check_specs=[AssetCheckSpec("explained_variance_matches_sklearn", asset=ASSET,
                                 description=f"MLlib's explained variance ratios equal scikit-learn's on the same "
                                             f"features within {VARIANCE_TOLERANCE}")],

@@ -68,7 +68,7 @@ def scatter_png(points: pd.DataFrame, title: str, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-@asset
+@asset(code_version="1")
 def fruit_embedding_plot(context: AssetExecutionContext, config: FruitEmbeddingPlotConfig, lake: LakeResource,
                          fruit_pca: pd.DataFrame) -> MaterializeResult:
     """A PNG t-SNE map of the fruit images' PCA features coloured by class, with its 2-D points as parquet."""

@@ -9,7 +9,7 @@ from dagster import AssetCheckResult, AssetCheckSpec, Config, MetadataValue, Out
 from pydantic import Field
 
 from mlassets.datasets.cifar10 import LABELS, read_cifar10
-from mlassets.metadata import markdown_table, table_metadata
+from mlassets.metadata import content_version, markdown_table, table_metadata
 from mlassets.resources import DatasetsResource
 
 COLUMNS = {
@@ -46,7 +46,7 @@ def cifar10_images(config: CifarImagesConfig, datasets: DatasetsResource) -> Ite
     })
     counts = frame["label_name"].value_counts().reindex(LABELS, fill_value=0)
     per_class = counts.rename("images").rename_axis("class").reset_index()
-    yield Output(frame, metadata={
+    yield Output(frame, data_version=content_version(frame), metadata={
         **table_metadata(frame, COLUMNS),
         "images_per_class": MetadataValue.md(markdown_table(per_class)),
         "batches": ", ".join(dict.fromkeys(frame["source"])),

@@ -7,7 +7,7 @@ from dagster import Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from mlassets.datasets.susy import FEATURES, find_susy, read_susy
-from mlassets.metadata import column_schema, markdown_table, table_metadata
+from mlassets.metadata import column_schema, content_version, markdown_table, table_metadata
 from mlassets.resources import DatasetsResource
 
 
@@ -35,7 +35,7 @@ def susy_dataset(config: SusyDatasetConfig, datasets: DatasetsResource) -> Outpu
     frame.insert(0, "row_id", np.arange(len(frame), dtype=np.int64))
     frame.insert(1, "split", split_rows(len(frame), config.test_fraction, config.seed))
     summary = frame.groupby("split")["label"].agg(rows="size", signal_share="mean").reset_index()
-    return Output(frame, metadata={
+    return Output(frame, data_version=content_version(frame), metadata={
         **table_metadata(frame[["row_id", "split", "label", *FEATURES[:4]]]),
         "dagster/column_schema": column_schema(frame),
         "source": str(path),

@@ -21,6 +21,7 @@ from mlassets.resources import (
 )
 from mlassets.paths import PROJECT_ROOT
 from mlassets.pipes.emr import EMRPipesResource
+from mlassets.resources.lake import SCHEME
 from mlassets.resources.spark import with_s3a
 
 RESOURCES_DIR = PROJECT_ROOT / "resources"
@@ -28,7 +29,6 @@ RESOURCES_DIR = PROJECT_ROOT / "resources"
 # (Ivy, for one, refuses a relative `spark.jars.ivy`).
 PATH_SETTINGS = frozenset({"datasets.data_dir", "lake.root", "spark.spark_config.spark.jars.ivy",
                            "emr.spark_conf.spark.jars.ivy"})
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 RESOURCE_TYPES: dict[str, type[ConfigurableResource]] = {
     "datasets": DatasetsResource,
     "kafka": KafkaResource,
@@ -55,7 +55,7 @@ def available_environments(resources_dir: Path = RESOURCES_DIR) -> list[str]:
 
 def project_path(value: str) -> str:
     """A local path taken relative to the project root (URLs such as s3://... are returned as they are)."""
-    if URL.match(value) or Path(value).is_absolute():
+    if SCHEME.match(value) or Path(value).is_absolute():
         return value
     return str(PROJECT_ROOT / value)
 

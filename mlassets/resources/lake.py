@@ -42,7 +42,8 @@ def lake_root(root: str) -> str:
 class LakeResource(ConfigurableResource):
     """Where assets keep files: `root` is a directory or `s3://bucket/prefix` (MinIO/moto via endpoint_url)."""
 
-    root: str = Field(description="Local directory (relative to the working directory) or s3://bucket/prefix "
+    root: str = Field(description="Local directory (relative to the project root in resources/*.yaml) or "
+                                  "s3://bucket/prefix "
                                   "(s3a:// and any letter case accepted; other URL schemes are refused).")
     endpoint_url: str | None = Field(default=None, description="S3 endpoint for MinIO or moto; None for AWS.")
     region: str = Field(default="us-east-1", description="S3 region.")

@@ -4,7 +4,8 @@ The pip pyspark has no sbin/start-master.sh, so each daemon is `$SPARK_HOME/bin/
 like the other local servers (pid file, log file). Optional part of the stack:
     python -m mlassets.stack.spark_cluster up|down|status
 Ports: MLASSETS_SPARK_MASTER_PORT (17077) and MLASSETS_SPARK_MASTER_UI_PORT (18080), away from Spark's 7077/8080;
-the workers use ephemeral ports. Sized for a small machine: 2 workers x 1 core x 1g.
+the workers use ephemeral ports. Sized for a small machine: 2 workers x 1 core x 1g. The workers have no Python of
+their own: each application's executors unpack the packed environment that SparkResource ships (executor_env.py).
 """
 
 from __future__ import annotations
@@ -75,8 +76,6 @@ class SparkStandaloneCluster:
             "SPARK_HOME": str(home),
             "SPARK_LOCAL_IP": self.settings.host,
             "SPARK_DAEMON_MEMORY": self.settings.daemon_memory,
-            # executors on this machine run Python with the project's interpreter
-            "PYSPARK_PYTHON": sys.executable,
             "SPARK_NO_DAEMONIZE": "1",
         }
 

@@ -27,6 +27,7 @@ from mlassets.assets.fruits.images import IMAGES_DIR, MANIFEST_DIR, fruit_images
 from mlassets.metadata import markdown_table
 from mlassets.models.mobilenet_features import FEATURE_SIZE, WEIGHT_CHOICES
 from mlassets.resources import LakeResource, SparkResource
+from mlassets.stack.executor_env import TENSORFLOW
 
 ASSET = "fruit_features"
 SCHEMA = TableSchema(columns=[
@@ -89,7 +90,7 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
     blob, sha = weights_blob(build_feature_model(choice))
     model_seconds = time.perf_counter() - started
 
-    session = spark.spark_session
+    session = spark.session_for(TENSORFLOW)  # on a cluster the executors need Keras
     sc = session.sparkContext
     expected = len(lake.read_parquet(IMAGES_ASSET, MANIFEST_DIR, columns=["path"]))
     partitions = max(sc.defaultParallelism, math.ceil(expected / config.images_per_partition))

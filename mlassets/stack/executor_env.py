@@ -6,7 +6,7 @@ own. The archive holds the third-party packages the executors import, pinned to 
 under .cache/executor-env with a hash of pyproject.toml, the pins and the Python version in its name, so a change of
 dependencies builds a new one. The project's own code goes as a small zip (`SparkContext.addPyFile`) made from the
 driver's source, so an edit of mlassets needs no rebuild and the executors never run other code than the driver.
-    python -m mlassets.stack.executor_env build [lean|tensorflow]    # prints the archive's path and size
+    python -m mlassets.stack.executor_env build [lean|tensorflow|xgboost]    # prints the archive's path and size
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.metadata
+import os
 import shutil
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -26,16 +28,21 @@ ENV_DIR = "environment"
 EXECUTOR_PYTHON = f"./{ENV_DIR}/bin/python"
 LEAN = "lean"
 TENSORFLOW = "tensorflow"
+XGBOOST = "xgboost"
 # What executors import: the SUSY scorer (NumPy, threadpoolctl), Arrow batches of pandas UDFs and mapInPandas
-# (pandas, pyarrow), image decoding (pillow); the fruit features also need Keras on TensorFlow.
+# (pandas, pyarrow), image decoding (pillow); the fruit features also need Keras on TensorFlow, xgboost.spark's
+# training tasks xgboost with SciPy and scikit-learn (its estimators' base classes).
+_BASE = ("numpy", "pandas", "pyarrow", "pillow", "threadpoolctl")
 FLAVORS: dict[str, tuple[str, ...]] = {
-    LEAN: ("numpy", "pandas", "pyarrow", "pillow", "threadpoolctl"),
-    TENSORFLOW: ("numpy", "pandas", "pyarrow", "pillow", "threadpoolctl", "tensorflow-cpu", "keras"),
+    LEAN: _BASE,
+    TENSORFLOW: (*_BASE, "tensorflow-cpu", "keras"),
+    XGBOOST: (*_BASE, "xgboost-cpu", "scipy", "scikit-learn"),
 }
 # Left out of the archive: the installer and the packages' own test suites (a quarter of the unpacked size).
 EXCLUDED = ("lib/python*/site-packages/pip/*", "lib/python*/site-packages/setuptools/*",
             "lib/python*/site-packages/pkg_resources/*", "lib/python*/site-packages/*/tests/*", "bin/Activate.ps1")
 PACKAGE_DIR = PROJECT_ROOT / "mlassets"
+STALE_AFTER_S = 86_400.0
 
 
 def executor_env_dir(cache_dir: Path = CACHE_DIR) -> Path:
@@ -55,10 +62,10 @@ def contains(flavor: str, other: str) -> bool:
     return set(FLAVORS[other]) <= set(FLAVORS[flavor])
 
 
-def archive_path(flavor: str, cache_dir: Path = CACHE_DIR) -> Path:
+def archive_path(flavor: str, cache_dir: Path = CACHE_DIR, pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> Path:
     """Where the flavor's archive for the current pyproject.toml, pins and Python lives (built or not)."""
     digest = hashlib.sha256()
-    digest.update((PROJECT_ROOT / "pyproject.toml").read_bytes())
+    digest.update(pyproject.read_bytes())
     digest.update("\n".join([sys.version, *requirements(flavor), *EXCLUDED]).encode())
     return executor_env_dir(cache_dir) / f"mlassets-executor-{flavor}-{digest.hexdigest()[:12]}.tar.gz"
 
@@ -86,10 +93,15 @@ def build_archive(flavor: str = LEAN, cache_dir: Path = CACHE_DIR) -> Path:
             partial.rename(target)
         finally:
             shutil.rmtree(build, ignore_errors=True)
-        for stale in target.parent.glob(f"mlassets-executor-{flavor}-*.tar.gz"):
-            if stale != target:
-                stale.unlink()
+        _remove_stale(target, f"mlassets-executor-{flavor}-*.tar.gz")
     return target
+
+
+def _remove_stale(current: Path, pattern: str) -> None:
+    # A session started before a change may still serve an older file to executors: keep those a day.
+    for stale in current.parent.glob(pattern):
+        if stale != current and time.time() - stale.stat().st_mtime > STALE_AFTER_S:
+            stale.unlink(missing_ok=True)
 
 
 def project_zip(cache_dir: Path = CACHE_DIR) -> Path:
@@ -101,11 +113,12 @@ def project_zip(cache_dir: Path = CACHE_DIR) -> Path:
     target = executor_env_dir(cache_dir) / f"mlassets-{digest.hexdigest()[:12]}.zip"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # parallel steps may write it at once
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in files:
                 archive.write(path, str(path.relative_to(PROJECT_ROOT)))
         partial.rename(target)
+        _remove_stale(target, "mlassets-*.zip")
     return target
 
 
@@ -116,10 +129,10 @@ def spark_settings(flavor: str = LEAN, cache_dir: Path = CACHE_DIR) -> dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mlassets.stack.executor_env build [lean|tensorflow]`."""
+    """`python -m mlassets.stack.executor_env build [lean|tensorflow|xgboost]`."""
     args = argv if argv is not None else sys.argv[1:]
     if not args or args[0] != "build" or len(args) > 2:
-        print("usage: python -m mlassets.stack.executor_env build [lean|tensorflow]", file=sys.stderr)
+        print(f"usage: python -m mlassets.stack.executor_env build [{'|'.join(FLAVORS)}]", file=sys.stderr)
         return 2
     try:
         archive = build_archive(args[1] if len(args) > 1 else LEAN)

@@ -76,6 +76,10 @@ class SparkStandaloneCluster:
             "SPARK_HOME": str(home),
             "SPARK_LOCAL_IP": self.settings.host,
             "SPARK_DAEMON_MEMORY": self.settings.daemon_memory,
+            # every application unpacks its Python environment per executor (0.3 GB, 1.7 GB with TensorFlow): the
+            # workers delete a finished application's directory after 10 minutes
+            "SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=true -Dspark.worker.cleanup.interval=300 "
+                                 "-Dspark.worker.cleanup.appDataTtl=600",
             "SPARK_NO_DAEMONIZE": "1",
         }
 

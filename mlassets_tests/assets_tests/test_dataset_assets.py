@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from dagster import build_asset_context
 
 from mlassets.assets.iot.images import CifarImagesConfig, cifar10_images
@@ -37,19 +38,23 @@ def test_susy_dataset(data_dir: Path) -> None:
     assert set(frame.columns[:3]) == {"row_id", "split", "label"}
 
 
-def test_cleaning_interpolates_out_of_range_values() -> None:
+def test_cleaning_divides_decimal_shifts_and_interpolates_the_rest() -> None:
     frame = pd.DataFrame({
         "date": pd.date_range("2020-01-01", periods=5),
         "temp": [10.0, 399.0, 14.0, 15.0, 16.0],
         "wind": [1.0, 2.0, 3.0, 191.1, 5.0],
-        "rainfall": [0.0] * 5,
+        "rainfall": [0.0, 0.0, 5000.0, 0.0, 0.0],
         "humidity": [50.0] * 5,
     })
     clean, changes = clean_observations(frame)
-    assert clean["temp"].tolist() == [10.0, 12.0, 14.0, 15.0, 16.0]
-    assert clean["wind"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
-    assert clean["imputed"].tolist() == [False, True, False, True, False]
-    assert changes.set_index("column")["replaced"].to_dict() == {"temp": 1, "wind": 1, "rainfall": 0, "humidity": 0}
+    assert clean["temp"].tolist() == [10.0, 39.9, 14.0, 15.0, 16.0]
+    assert clean["wind"].tolist() == pytest.approx([1.0, 2.0, 3.0, 19.11, 5.0])
+    assert clean["rainfall"].tolist() == [0.0] * 5  # a tenth of 5000 is still out of range: interpolated
+    assert clean["imputed"].tolist() == [False, True, True, True, False]
+    table = changes.set_index("column")
+    assert table["replaced"].to_dict() == {"temp": 1, "wind": 1, "rainfall": 1, "humidity": 0}
+    assert table["divided_by_10"].to_dict() == {"temp": 1, "wind": 1, "rainfall": 0, "humidity": 0}
+    assert table["interpolated"].to_dict() == {"temp": 0, "wind": 0, "rainfall": 1, "humidity": 0}
 
 
 def test_weather_observations(data_dir: Path) -> None:

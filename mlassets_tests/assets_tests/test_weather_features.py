@@ -1,4 +1,4 @@
-"""Humidity features: only past and same-day inputs, never humidity, on a chronological split."""
+"""Humidity features: the month and the same day's inputs, never humidity, on a chronological split."""
 
 from pathlib import Path
 
@@ -26,33 +26,31 @@ def _inputs(days: int) -> pd.DataFrame:
                         index=pd.date_range("2020-01-01", periods=days, freq="D", name="date"))
 
 
-def test_features_of_a_day_never_use_later_days() -> None:
+def test_features_of_a_day_use_that_day_and_its_month_only() -> None:
     inputs = _inputs(80)
     changed = inputs.copy()
     changed.iloc[50:] += 17.0
     before, after = build_features(inputs), build_features(changed)
     pd.testing.assert_frame_equal(before.iloc[:50], after.iloc[:50])
     assert not before.iloc[50:].equals(after.iloc[50:])
-    assert before["temp_lag2"].iloc[10] == inputs["temp"].iloc[8]
-    assert before["rainfall_mean7"].iloc[10] == pytest.approx(inputs["rainfall"].iloc[4:11].mean())
-    assert before.iloc[:29].isna().any(axis=1).all() and not before.iloc[29:].isna().any().any()
+    assert before.loc["2020-02-10"].tolist() == [2, *inputs.loc["2020-02-10", ["temp", "wind", "rainfall"]]]
+    assert not before.isna().any().any()
 
 
 def test_no_feature_comes_from_humidity() -> None:
     assert not [c for c in feature_columns() if "humidity" in c]
-    assert list(build_features(_inputs(40)).columns) == feature_columns()
+    assert list(build_features(_inputs(40)).columns) == feature_columns() == ["month", "temp", "wind", "rainfall"]
 
 
 def test_splits_are_chronological() -> None:
     dates = pd.Series(pd.date_range("2019-09-28", "2021-01-02", freq="D"))
-    complete = np.ones(len(dates), dtype=bool)
-    complete[:2] = False
-    split = assign_splits(dates, complete, pd.Timestamp("2020-09-30"), pd.Timestamp("2019-10-01"))
-    assert split.iloc[:3].tolist() == ["warmup", "warmup", "train"]
+    split = assign_splits(dates, pd.Timestamp("2020-09-30"), pd.Timestamp("2019-10-01"))
+    assert split.iloc[0] == "train" and split[dates == "2019-09-30"].item() == "train"
     assert split[dates == "2019-10-01"].item() == "validation"
+    assert split[dates == "2020-09-30"].item() == "validation"
     assert split[dates == "2020-10-01"].item() == "test_2020q4"
     assert split[dates == "2021-01-01"].item() == "forecast_2021"
-    order = ["warmup", "train", "validation", "test_2020q4", "forecast_2021"]
+    order = ["train", "validation", "test_2020q4", "forecast_2021"]
     assert split.map(order.index).is_monotonic_increasing
 
 
@@ -74,13 +72,13 @@ def test_weather_features_on_the_real_files(data_dir: Path) -> None:
     frame = output.value
     assert checks == {"chronological_split": True, "no_humidity_in_features": True}
     counts = frame["split"].value_counts().to_dict()
-    assert counts == {"warmup": 29, "train": 11_231 - 29 - 366, "validation": 366, "test_2020q4": 92,
-                      "forecast_2021": 365}
+    assert counts == {"train": 11_231 - 366, "validation": 366, "test_2020q4": 92, "forecast_2021": 365}
     assert frame.loc[frame["split"].isin(["train", "validation"]), "humidity"].notna().all()
     assert frame.loc[frame["split"].isin(["test_2020q4", "forecast_2021"]), "humidity"].isna().all()
-    assert not frame.loc[frame["split"] != "warmup", feature_columns()].isna().any().any()
-    # 2020Q4 holds a wind of 152.3: the observations' out-of-range rule applies to the later inputs too.
-    assert output.metadata["input_rows_changed_2020q4_2021"].value >= 1 and frame["wind"].max() <= 100
+    assert not frame[feature_columns()].isna().any().any()
+    # 2020Q4 holds a wind of 152.3 on 2020-10-17: the observations' decimal-point rule applies to the later inputs too.
+    assert output.metadata["input_rows_changed_2020q4_2021"].value == 1
+    assert frame.loc[frame["date"] == "2020-10-17", "wind"].item() == pytest.approx(15.23)
 
 
 def test_validation_start_outside_the_observations_is_refused(data_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""Humidity features: calendar and temp/wind/rainfall history only, on a chronological split."""
+"""Humidity features: the calendar month and the same day's temp, wind and rainfall, on a chronological split."""
 
 from collections.abc import Iterator
 
@@ -13,20 +13,17 @@ from mlassets.metadata import markdown_table, table_metadata
 from mlassets.resources import DatasetsResource
 
 INPUTS = ("temp", "wind", "rainfall")
-LAGS = (1, 2, 3)
-WINDOWS = (7, 30)
-SPLITS = ("warmup", "train", "validation", "test_2020q4", "forecast_2021")
+SPLITS = ("train", "validation", "test_2020q4", "forecast_2021")
 Q4_START, Q4_END = pd.Timestamp("2020-10-01"), pd.Timestamp("2020-12-31")
 Y2021_START, Y2021_END = pd.Timestamp("2021-01-01"), pd.Timestamp("2021-12-31")
 
 
 def feature_columns() -> list[str]:
-    """The model inputs, in order: calendar terms, then each input with its lags and trailing means."""
-    columns = ["doy_sin", "doy_cos", "month", "week"]
-    for name in INPUTS:
-        columns += [name, *(f"{name}_lag{lag}" for lag in LAGS), *(f"{name}_mean{w}" for w in WINDOWS)]
-    columns += ["temp_change1"]
-    return columns
+    """The model inputs, in order: the calendar month, then the day's temp, wind and rainfall."""
+    # Month, not day of year or lags: on the training days humidity steps with the calendar month (a same-day
+    # fit leaves a saw-tooth within each month), and the validation error grew with day of year, ISO week,
+    # temp x rainfall or 1-3 day lags and 7-day means added.
+    return ["month", *INPUTS]
 
 
 def daily_inputs(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, int]:
@@ -43,32 +40,20 @@ def daily_inputs(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, int]:
 
 
 def build_features(inputs: pd.DataFrame) -> pd.DataFrame:
-    """Features of each day from that day's and earlier days' inputs (a date-indexed daily frame), never later ones."""
+    """Features of each day of a date-indexed daily frame, from that day's inputs alone."""
     out = pd.DataFrame(index=inputs.index)
-    day = inputs.index.dayofyear.to_numpy()
-    out["doy_sin"] = np.sin(2 * np.pi * day / 365.25)
-    out["doy_cos"] = np.cos(2 * np.pi * day / 365.25)
     out["month"] = inputs.index.month.astype(np.int64)
-    out["week"] = inputs.index.isocalendar().week.to_numpy().astype(np.int64)
     for name in INPUTS:
-        values = inputs[name]
-        out[name] = values
-        for lag in LAGS:
-            out[f"{name}_lag{lag}"] = values.shift(lag)
-        for window in WINDOWS:
-            out[f"{name}_mean{window}"] = values.rolling(window, min_periods=window).mean()
-    out["temp_change1"] = inputs["temp"] - inputs["temp"].shift(1)
+        out[name] = inputs[name]
     return out[feature_columns()]
 
 
-def assign_splits(dates: pd.Series, complete: np.ndarray, observed_end: pd.Timestamp,
-                  validation_start: pd.Timestamp) -> pd.Series:
-    """Chronological split: train < validation_start <= validation <= observed_end < 2020Q4 < 2021; rows without full history are warmup."""
+def assign_splits(dates: pd.Series, observed_end: pd.Timestamp, validation_start: pd.Timestamp) -> pd.Series:
+    """Chronological split: train < validation_start <= validation <= observed_end < 2020Q4 < 2021."""
     split = pd.Series("train", index=dates.index, dtype=object)
     split[dates >= validation_start] = "validation"
     split[dates > observed_end] = "test_2020q4"
     split[dates >= Y2021_START] = "forecast_2021"
-    split[~complete] = "warmup"
     return split
 
 
@@ -80,7 +65,7 @@ class WeatherFeaturesConfig(Config):
 
 
 @asset(
-    code_version="1",
+    code_version="2",
     check_specs=[
         AssetCheckSpec("chronological_split", asset="weather_features",
                        description="every training day precedes every validation, 2020Q4 and 2021 day"),
@@ -90,7 +75,7 @@ class WeatherFeaturesConfig(Config):
 )
 def weather_features(config: WeatherFeaturesConfig, datasets: DatasetsResource,
                      weather_observations: pd.DataFrame) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
-    """Daily calendar and temp/wind/rainfall features 1990-2021 with a chronological split and observed humidity."""
+    """Daily month, temp, wind and rainfall 1990-2021 with a chronological split and the observed humidity."""
     observed = weather_observations.sort_values("date").reset_index(drop=True)
     observed_end = observed["date"].max()
     validation_start = pd.Timestamp(config.validation_start)
@@ -107,14 +92,13 @@ def weather_features(config: WeatherFeaturesConfig, datasets: DatasetsResource,
     inputs, filled = daily_inputs([observed, later_clean])
     features = build_features(inputs)
     frame = features.reset_index()
-    frame.insert(1, "split", assign_splits(frame["date"], features.notna().all(axis=1).to_numpy(),
-                                           observed_end, validation_start).to_numpy())
+    frame.insert(1, "split", assign_splits(frame["date"], observed_end, validation_start).to_numpy())
     frame["humidity"] = frame["date"].map(observed.set_index("date")["humidity"]).astype(np.float64)
     frame.loc[frame["split"].isin(["test_2020q4", "forecast_2021"]), "humidity"] = np.nan
 
     counts = frame["split"].value_counts().reindex(list(SPLITS), fill_value=0)
     first, last = frame.groupby("split")["date"].min(), frame.groupby("split")["date"].max()
-    order = [s for s in SPLITS[1:] if counts[s]]
+    order = [s for s in SPLITS if counts[s]]
     chronological = all(last[a] < first[b] for a, b in zip(order, order[1:]))
     summary = pd.DataFrame({"split": counts.index, "rows": counts.to_numpy(),
                             "first": [f"{first[s]:%Y-%m-%d}" if counts[s] else "" for s in counts.index],

@@ -1,6 +1,6 @@
 """`dagster dev` driven in headless Chromium: the asset graph, a materialisation launched from the UI, its metadata.
 
-The weather forecast's upstream assets are materialised through the CLI first (small forests, one process);
+The weather forecast's upstream assets are materialised through the CLI first (small forests and search, one process);
 then `humidity_forecast_2021` is materialised by clicking "Materialize" on its page, and its plot and its
 markdown table are looked at where a person would look at them. Screenshots go to
 `.mlassets/test-output/test_ui/` (printed at the end).
@@ -25,8 +25,11 @@ from mlassets_tests.conftest import REPO, dagster_cli
 
 GROUPS = {"iot", "susy", "fruits", "weather"}
 UI_ASSET = "humidity_forecast_2021"
-UPSTREAM = "weather_observations,weather_features,humidity_model_standalone,humidity_model_spark,humidity_predictions"
+UPSTREAM = ("weather_observations,weather_features,humidity_xgboost_search,humidity_model_standalone,"
+            "humidity_model_spark,humidity_model_xgboost,humidity_model_xgboost_spark,humidity_predictions,"
+            "humidity_model_selection")
 SMALL_FOREST = {"config": {"n_trees": 5, "max_depth": 5}}
+SMALL_SEARCH = {"config": {"trials": 2, "folds": 2}}
 SCREENSHOTS = REPO / ".mlassets" / "test-output" / "test_ui"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -67,7 +70,8 @@ def dagster_dev(test_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     env = {**os.environ, **test_env, "MLASSETS_LAKE_ROOT": str(tmp_path / "lake"), "DAGSTER_HOME": str(home)}
     # Before dagster dev, not beside it: two processes creating a fresh instance's SQLite tables at once collide.
     config = {"execution": {"config": {"in_process": {}}},
-              "ops": {"humidity_model_standalone": SMALL_FOREST, "humidity_model_spark": SMALL_FOREST}}
+              "ops": {"humidity_model_standalone": SMALL_FOREST, "humidity_model_spark": SMALL_FOREST,
+                      "humidity_xgboost_search": SMALL_SEARCH}}
     result = dagster_cli(["asset", "materialize", "-m", "mlassets.definitions", "--select", UPSTREAM,
                           "--config-json", json.dumps(config)], env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -133,13 +137,14 @@ def test_ui_graph_materialisation_and_metadata(chromium: str, dagster_dev: str) 
             # The asset's page now shows the run's metadata: the markdown table inline ...
             page.goto(f"{base}/assets/{UI_ASSET}")
             table = metadata_row("monthly_mean").locator(".dagster-markdown table")
-            expect(table.locator("thead th")).to_have_text(["month", "humidity_standalone", "humidity_spark"])
+            expect(table.locator("thead th")).to_have_text(["month", "humidity_forecast", "humidity_lower",
+                                                            "humidity_upper"])
             expect(table.locator("tbody tr")).to_have_count(12)
             table.scroll_into_view_if_needed()
             shot("metadata-table")
             # ... and the plot, a PNG in markdown, behind "[Show Markdown]": it must decode to a real image.
             metadata_row("plot").get_by_text("[Show Markdown]").click()
-            image = page.get_by_role("dialog").get_by_role("img", name="humidity 2020Q4 and 2021")
+            image = page.get_by_role("dialog").get_by_role("img", name="humidity forecast 2021")
             expect(image).to_be_visible()
             page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
             width, height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")

@@ -1,6 +1,8 @@
 """Humidity random forests of the same size: scikit-learn in one process and Spark MLlib, on the same split."""
 
 import io
+import json
+import math
 import time
 from typing import Any
 
@@ -15,7 +17,7 @@ from mlassets.models.serialization import sha256_hex
 from mlassets.resources import LakeResource, SparkResource
 
 SCORED_SPLITS = ("validation", "test_2020q4", "forecast_2021")
-FEATURE_SUBSET = "onethird"
+FOREST_FAMILY = "random_forest_regressor"
 
 
 class HumidityForestConfig(Config):
@@ -79,16 +81,17 @@ def regression_errors(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, 
     return float(np.mean(error**2)), float(np.mean(np.abs(error)))
 
 
-def _record(context: AssetExecutionContext, config: HumidityForestConfig, library: str, train: pd.DataFrame,
-            validation_truth: np.ndarray, validation_predicted: np.ndarray, fit_seconds: float,
-            predict_seconds: float, predict_rows: int, artifact_key: str, artifact_uri: str,
-            artifact_sha256: str | None) -> pd.DataFrame:
-    mse, mae = regression_errors(validation_truth, validation_predicted)
+def model_record(context: AssetExecutionContext, library: str, family: str, params: dict[str, Any],
+                 train: pd.DataFrame, validation: pd.DataFrame, validation_predicted: np.ndarray, fit_seconds: float,
+                 predict_seconds: float, predict_rows: int, artifact_key: str, artifact_uri: str,
+                 artifact_sha256: str | None) -> pd.DataFrame:
+    """A fitted humidity model's family, size, hyper-parameters, training rows, seconds, validation errors, artifact."""
+    mse, mae = regression_errors(validation["humidity"].to_numpy(), validation_predicted)
     return pd.DataFrame([{
-        "model": context.asset_key.to_user_string(), "library": library, "family": "random_forest_regressor",
-        "n_trees": config.n_trees, "max_depth": config.max_depth, "feature_subset": FEATURE_SUBSET,
-        "seed": config.seed, "features": ",".join(feature_columns()), "train_rows": len(train),
-        "train_first": train["date"].min(), "train_last": train["date"].max(),
+        "model": context.asset_key.to_user_string(), "library": library, "family": family,
+        "n_trees": int(params["n_trees"]), "max_depth": int(params["max_depth"]),
+        "params": json.dumps(params, sort_keys=True), "features": ",".join(feature_columns()),
+        "train_rows": len(train), "train_first": train["date"].min(), "train_last": train["date"].max(),
         "fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "predict_rows": predict_rows,
         "validation_mse": mse, "validation_mae": mae,
         "artifact_key": artifact_key, "artifact_uri": artifact_uri, "artifact_sha256": artifact_sha256,
@@ -96,7 +99,16 @@ def _record(context: AssetExecutionContext, config: HumidityForestConfig, librar
     }])
 
 
-def _split_rows(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def record_metadata(record: pd.DataFrame, **extra: Any) -> dict[str, Any]:
+    """The metadata of a model record asset: the table, timings, validation MSE and where the model lies."""
+    row = record.iloc[0]
+    return {**table_metadata(record), "fit_seconds": float(row["fit_seconds"]),
+            "predict_seconds": float(row["predict_seconds"]), "validation_mse": float(row["validation_mse"]),
+            "artifact": str(row["artifact_uri"]), **extra}
+
+
+def split_rows(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, rows to score: validation, 2020Q4 and 2021) of weather_features."""
     train = features[features["split"] == "train"]
     scored = features[features["split"].isin(SCORED_SPLITS)]
     if train.empty or train["humidity"].isna().any():
@@ -104,16 +116,28 @@ def _split_rows(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train, scored
 
 
-@asset(code_version="1")
+def features_per_split() -> int:
+    """Features each forest split draws from: a third, rounded up (as MLlib's "onethird"; scikit-learn rounds down)."""
+    return math.ceil(len(feature_columns()) / 3)
+
+
+def forest_params(config: HumidityForestConfig) -> dict[str, Any]:
+    """The forest's size and sampling, as recorded for both libraries."""
+    return {"n_trees": config.n_trees, "max_depth": config.max_depth, "features_per_split": features_per_split(),
+            "seed": config.seed}
+
+
+@asset(code_version="2")
 def humidity_model_standalone(context: AssetExecutionContext, config: HumidityForestConfig, lake: LakeResource,
                               weather_features: pd.DataFrame) -> Output[pd.DataFrame]:
     """The scikit-learn random forest's record: size, fit/predict seconds, validation errors, npz artifact in the lake."""
     from sklearn.ensemble import RandomForestRegressor
 
     columns = feature_columns()
-    train, scored = _split_rows(weather_features)
-    model = RandomForestRegressor(n_estimators=config.n_trees, max_depth=config.max_depth, max_features=1 / 3,
-                                  bootstrap=True, min_samples_leaf=1, random_state=config.seed, n_jobs=-1)
+    train, scored = split_rows(weather_features)
+    model = RandomForestRegressor(n_estimators=config.n_trees, max_depth=config.max_depth,
+                                  max_features=features_per_split(), bootstrap=True, min_samples_leaf=1,
+                                  random_state=config.seed, n_jobs=-1)
     start = time.perf_counter()
     model.fit(train[columns].to_numpy(np.float64), train["humidity"].to_numpy(np.float64))
     fit_seconds = time.perf_counter() - start
@@ -128,68 +152,69 @@ def humidity_model_standalone(context: AssetExecutionContext, config: HumidityFo
     key = f"models/humidity_model_standalone/{context.run_id}/forest.npz"
     uri = lake.write_bytes(data, *key.split("/"))
     validation = (scored["split"] == "validation").to_numpy()
-    record = _record(context, config, "scikit-learn", train, scored["humidity"].to_numpy()[validation],
-                     predicted[validation], fit_seconds, predict_seconds, len(scored), key, uri,
-                     sha256_hex(data))
-    return Output(record, metadata={
-        **table_metadata(record), "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
-        "validation_mse": float(record["validation_mse"].iat[0]), "artifact": uri, "nodes": int(len(arrays["value"])),
-    })
+    record = model_record(context, "scikit-learn", FOREST_FAMILY, forest_params(config), train, scored[validation],
+                          predicted[validation], fit_seconds, predict_seconds, len(scored), key, uri, sha256_hex(data))
+    return Output(record, metadata=record_metadata(record, nodes=int(len(arrays["value"]))))
 
 
-@asset(code_version="1")
-def humidity_model_spark(context: AssetExecutionContext, config: HumidityForestConfig, lake: LakeResource,
-                         spark: SparkResource, weather_features: pd.DataFrame) -> Output[pd.DataFrame]:
-    """The Spark MLlib random forest's record: size, fit/predict seconds, validation errors, MLlib model in the lake."""
+def fit_on_spark(session: Any, estimator: Any, features: pd.DataFrame) -> tuple[Any, np.ndarray, float, float]:
+    """(model, scored rows' predictions in order, fit seconds, predict seconds) of a Spark ML regressor."""
     from pyspark.ml.feature import VectorAssembler
-    from pyspark.ml.regression import RandomForestRegressor
     from pyspark.sql import functions as F
 
     columns = feature_columns()
-    train, scored = _split_rows(weather_features)
-    session = spark.spark_session
-    used = weather_features["split"].isin(("train", *SCORED_SPLITS)).to_numpy()  # warmup rows lack lags
-    frame = session.createDataFrame(weather_features.loc[used, ["split", *columns, "humidity"]].assign(
-        row=np.flatnonzero(used)))
+    frame = session.createDataFrame(features[["split", *columns, "humidity"]].assign(row=np.arange(len(features))))
     assembled = VectorAssembler(inputCols=columns, outputCol="features").transform(frame)
     train_df = assembled.filter(F.col("split") == "train").select("features", "humidity").cache()
     scored_df = assembled.filter(F.col("split").isin(*SCORED_SPLITS)).select("row", "features").cache()
     train_df.count(), scored_df.count()  # materialise the caches so that the timings below exclude the conversion
-    forest = RandomForestRegressor(featuresCol="features", labelCol="humidity", numTrees=config.n_trees,
-                                   maxDepth=config.max_depth, featureSubsetStrategy=FEATURE_SUBSET,
-                                   bootstrap=True, subsamplingRate=1.0, minInstancesPerNode=1, seed=config.seed)
     try:
         start = time.perf_counter()
-        model = forest.fit(train_df)
+        model = estimator.fit(train_df)
         fit_seconds = time.perf_counter() - start
         start = time.perf_counter()
         predicted = model.transform(scored_df).select("row", "prediction").toPandas()
         predict_seconds = time.perf_counter() - start
     finally:
         train_df.unpersist(), scored_df.unpersist()
-    predicted = predicted.set_index("row")["prediction"].reindex(np.flatnonzero(
-        weather_features["split"].isin(SCORED_SPLITS).to_numpy())).to_numpy()
+    rows = np.flatnonzero(features["split"].isin(SCORED_SPLITS).to_numpy())
+    return model, predicted.set_index("row")["prediction"].reindex(rows).to_numpy(), fit_seconds, predict_seconds
+
+
+@asset(code_version="2")
+def humidity_model_spark(context: AssetExecutionContext, config: HumidityForestConfig, lake: LakeResource,
+                         spark: SparkResource, weather_features: pd.DataFrame) -> Output[pd.DataFrame]:
+    """The Spark MLlib random forest's record: size, fit/predict seconds, validation errors, MLlib model in the lake."""
+    from pyspark.ml.regression import RandomForestRegressor
+
+    train, scored = split_rows(weather_features)
+    session = spark.spark_session
+    forest = RandomForestRegressor(featuresCol="features", labelCol="humidity", numTrees=config.n_trees,
+                                   maxDepth=config.max_depth, featureSubsetStrategy=str(features_per_split()),
+                                   bootstrap=True, subsamplingRate=1.0, minInstancesPerNode=1, seed=config.seed)
+    model, predicted, fit_seconds, predict_seconds = fit_on_spark(session, forest, weather_features)
     key = f"models/humidity_model_spark/{context.run_id}"
     lake.ensure_bucket()
     model.write().overwrite().save(lake.spark_uri(*key.split("/")))
     validation = (scored["split"] == "validation").to_numpy()
-    record = _record(context, config, "spark-mllib", train, scored["humidity"].to_numpy()[validation],
-                     predicted[validation], fit_seconds, predict_seconds, len(scored), key, lake.uri(*key.split("/")),
-                     None)
-    return Output(record, metadata={
-        **table_metadata(record), "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
-        "validation_mse": float(record["validation_mse"].iat[0]), "artifact": record["artifact_uri"].iat[0],
-        "spark_master": session.sparkContext.master,
-    })
+    record = model_record(context, "spark-mllib", FOREST_FAMILY, forest_params(config), train, scored[validation],
+                          predicted[validation], fit_seconds, predict_seconds, len(scored), key,
+                          lake.uri(*key.split("/")), None)
+    return Output(record, metadata=record_metadata(record, spark_master=session.sparkContext.master))
 
 
-def load_standalone_predictions(lake: LakeResource, record: pd.Series, features: np.ndarray) -> np.ndarray:
-    """Predictions of the stored scikit-learn forest (sha256 checked) for the feature rows."""
+def read_artifact(lake: LakeResource, record: pd.Series) -> bytes:
+    """The bytes of a record's stored model, refused when their sha256 differs from the recorded one."""
     data = lake.read_bytes(*record["artifact_key"].split("/"))
     digest = sha256_hex(data)
     if digest != record["artifact_sha256"]:
         raise ValueError(f"{record['artifact_uri']}: sha256 {digest} differs from the recorded {record['artifact_sha256']}")
-    arrays = arrays_from_bytes(data)
+    return data
+
+
+def load_standalone_predictions(lake: LakeResource, record: pd.Series, features: np.ndarray) -> np.ndarray:
+    """Predictions of the stored scikit-learn forest (sha256 checked) for the feature rows."""
+    arrays = arrays_from_bytes(read_artifact(lake, record))
     if list(arrays["columns"]) != feature_columns():
         raise ValueError(f"{record['artifact_uri']}: trained on columns {list(arrays['columns'])}, "
                          f"not the current features")

@@ -20,6 +20,7 @@ from mlassets.environment_choice import DEFAULT_ENVIRONMENT, ENV_VAR
 from mlassets.paths import DAGSTER_HOME, LOG_DIR, PROJECT_ROOT
 
 POLL_S = 1.0
+DATASETS_RESOURCE = "datasets"
 # The figures the closing summary shows: (asset, metadata key, label).
 HEADLINES = (
     ("susy_evaluation_summary", "accuracy", "SUSY held-out accuracy"),
@@ -143,7 +144,8 @@ def _up_to_date(instance: Any, graph: Any, step: Any) -> set[str]:
     """The step's unpartitioned assets with a code version whose last materialisation used today's code and inputs.
 
     Assets without a code version (the streams, which read what is new on a topic) always run, and so do
-    partitioned ones; the sources run in a step of their own first and record their content as their data version.
+    partitioned ones and the readers of the `datasets` files, which may change under the same code: those run in a
+    step of their own first and record the files' content as their data version.
     """
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
     from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
@@ -154,7 +156,8 @@ def _up_to_date(instance: Any, graph: Any, step: Any) -> set[str]:
     resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
     return {key.to_user_string() for key in step.assets
             if graph.get(key).code_version is not None and not graph.get(key).is_partitioned
-            and graph.get(key).parent_keys and resolver.get_status(key) == StaleStatus.FRESH}
+            and DATASETS_RESOURCE not in graph.get(key).assets_def.required_resource_keys
+            and resolver.get_status(key) == StaleStatus.FRESH}
 
 
 def _warnings_to_log(console: Console) -> None:

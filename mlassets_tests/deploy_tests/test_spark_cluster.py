@@ -1,18 +1,30 @@
-"""A Spark standalone cluster on loopback (master + 2 workers) computes producer_error_counts exactly as local mode."""
+"""A Spark standalone cluster on loopback (master + 2 workers): producer_error_counts exactly as local mode, executors
+on the shipped Python environment, the SUSY scorer's counts as in one process, a SIGKILLed worker survived."""
 
+import functools
 import json
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from mlassets.resources import LakeResource, MongoResource
+from mlassets.datasets.susy import FEATURES
+from mlassets.resources import LakeResource, MongoResource, SparkResource
 from mlassets.stack import StackSettings
+from mlassets.stack import executor_env
 from mlassets.stack.spark_cluster import SparkClusterSettings, SparkStandaloneCluster
 from mlassets_tests.assets_tests.test_iot_error_tables import RECORDS
-from mlassets_tests.conftest import dagster_cli
+from mlassets_tests.conftest import REPO, dagster_cli
 
 PARTITION = "2026-11-20"
 
@@ -25,14 +37,14 @@ def cluster(stack: StackSettings) -> Iterator[SparkStandaloneCluster]:
     spark.down()
 
 
-def _materialize(test_env: dict[str, str], master: str, database: str, lake: Path, home: Path) -> None:
+def _materialize(test_env: dict[str, str], master: str, lake: Path, home: Path, select: str, config: dict,
+                 *args: str) -> None:
     """The CLI path users take, in its own process (one Spark driver per process)."""
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **test_env, "MLASSETS_SPARK_MASTER": master, "MLASSETS_LAKE_ROOT": str(lake),
-           "DAGSTER_HOME": str(home), "PYSPARK_PYTHON": sys.executable}
-    config = {"ops": {"producer_error_counts": {"config": {"database": database}}}}
-    result = dagster_cli(["asset", "materialize", "-m", "mlassets.definitions", "--select", "producer_error_counts",
-                          "--partition", PARTITION, "--config-json", json.dumps(config)], env, timeout=600)
+           "DAGSTER_HOME": str(home)}
+    result = dagster_cli(["asset", "materialize", "-m", "mlassets.definitions", "--select", select,
+                          "--config-json", json.dumps(config), *args], env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -43,11 +55,14 @@ def test_cluster_results_are_identical_to_local_mode(cluster: SparkStandaloneClu
     MongoResource(uri=stack.mongo_uri).client()[database]["inferences"].insert_many([dict(r) for r in RECORDS])
     apps_before = len(cluster.state()["completedapps"])
 
-    _materialize(test_env, cluster.settings.master_url, database, tmp_path / "cluster", tmp_path / "home-cluster")
+    config = {"ops": {"producer_error_counts": {"config": {"database": database}}}}
+    _materialize(test_env, cluster.settings.master_url, tmp_path / "cluster", tmp_path / "home-cluster",
+                 "producer_error_counts", config, "--partition", PARTITION)
     state = cluster.state()
     assert len(state["completedapps"]) == apps_before + 1  # the driver really ran its job on the cluster
     assert state["completedapps"][0]["cores"] == 2  # one executor on each worker
-    _materialize(test_env, "local[2]", database, tmp_path / "local", tmp_path / "home-local")
+    _materialize(test_env, "local[2]", tmp_path / "local", tmp_path / "home-local", "producer_error_counts", config,
+                 "--partition", PARTITION)
 
     on_cluster = LakeResource(root=str(tmp_path / "cluster")).read_parquet("producer_error_counts", PARTITION)
     local = LakeResource(root=str(tmp_path / "local")).read_parquet("producer_error_counts", PARTITION)
@@ -63,3 +78,214 @@ def test_up_is_idempotent_and_a_taken_port_is_named(cluster: SparkStandaloneClus
                                    cluster.settings)
     with pytest.raises(Exception, match=f"port {cluster.settings.master_port} is already in use"):
         clash.up()
+
+
+def test_fruit_features_on_the_cluster_equal_local_mode(cluster: SparkStandaloneCluster, test_env: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    config = {"ops": {"fruit_images": {"config": {"max_images_per_class": 2, "max_classes": 3}},
+                      "fruit_features": {"config": {"weights": "none", "images_per_partition": 2, "batch_size": 4}}}}
+    apps_before = {a["id"] for a in cluster.state()["completedapps"]}
+    _materialize(test_env, cluster.settings.master_url, tmp_path / "cluster", tmp_path / "home-cluster",
+                 "fruit_images,fruit_features", config)
+    apps = [a["id"] for a in cluster.state()["completedapps"] if a["id"] not in apps_before]
+    assert apps, "no application ran on the cluster"
+    # the executors ran Keras from the TensorFlow archive, which the lean one lacks
+    unpacked = [p for app in apps for p in cluster.run_dir.glob(f"spark-worker-*-work/{app}/*/environment")]
+    assert unpacked and all((p / f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages/tensorflow").is_dir() for p in unpacked), unpacked
+    _materialize(test_env, "local[2]", tmp_path / "local", tmp_path / "home-local", "fruit_images,fruit_features",
+                 config)
+
+    def by_image(lake: Path) -> pd.DataFrame:
+        frame = LakeResource(root=str(lake)).read_parquet("fruit_features")
+        frame.index = frame["label"] + "/" + frame["path"].str.rsplit("/", n=1).str[-1]
+        return frame.sort_index()
+
+    on_cluster, local = by_image(tmp_path / "cluster"), by_image(tmp_path / "local")
+    assert len(local) == 6 and on_cluster.index.equals(local.index)
+    assert on_cluster["label"].equals(local["label"])
+    np.testing.assert_allclose(np.stack(on_cluster["features"].to_list()), np.stack(local["features"].to_list()),
+                               rtol=1e-5, atol=1e-5)
+
+
+# A driver of its own (this process's session is lean): xgboost.spark trains with barrier tasks on the executors.
+XGBOOST_DRIVER = """
+import json, sys
+import numpy as np, pandas as pd
+from xgboost.spark import SparkXGBRegressor
+from mlassets.resources import SparkResource
+from mlassets.stack.executor_env import XGBOOST
+
+spark = SparkResource(spark_config={"spark.master": sys.argv[1], "spark.driver.host": "127.0.0.1",
+                                    "spark.driver.bindAddress": "127.0.0.1", "spark.ui.enabled": "false",
+                                    "spark.executor.memory": "768m"}).session_for(XGBOOST)
+rng = np.random.default_rng(19)
+x = rng.normal(size=(4000, 4))
+y = x @ np.array([1.0, -2.0, 0.5, 0.0]) + rng.normal(scale=0.1, size=len(x))
+rows = spark.createDataFrame(pd.DataFrame({"id": np.arange(len(x)), "features": list(x), "y": y})).repartition(2, "id")
+model = SparkXGBRegressor(features_col="features", label_col="y", num_workers=2, n_estimators=20, max_depth=3,
+                          random_state=0).fit(rows)
+predicted = model.transform(rows).select("id", "prediction").toPandas().sort_values("id")
+print(json.dumps(predicted["prediction"].tolist()))
+spark.stop()
+"""
+
+
+def test_xgboost_spark_trains_on_the_cluster_with_the_xgboost_environment(cluster: SparkStandaloneCluster) -> None:
+    def predictions(master: str) -> np.ndarray:
+        result = subprocess.run([sys.executable, "-c", XGBOOST_DRIVER, master], cwd=REPO, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+
+    on_cluster, local = predictions(cluster.settings.master_url), predictions("local[2]")
+    assert len(on_cluster) == 4000
+    np.testing.assert_allclose(on_cluster, local, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def cluster_session(cluster: SparkStandaloneCluster) -> Iterator[SparkSession]:
+    """A session on the cluster through SparkResource, which ships the packed executor environment itself; it holds
+    every core until the module ends, so the tests that start other drivers come before its first use."""
+    resource = SparkResource(spark_config={
+        "spark.master": cluster.settings.master_url, "spark.app.name": "mlassets-cluster-test",
+        "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1", "spark.ui.enabled": "false",
+        "spark.executor.memory": "768m", "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.shuffle.partitions": "4"})
+    assert resource.ships_environment()
+    session = resource.spark_session
+    deadline = time.monotonic() + 120  # the executors unpack the archive before they register
+    while session.sparkContext._jsc.sc().getExecutorMemoryStatus().size() < 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    yield session
+    session.stop()
+
+
+def test_executors_run_the_shipped_environment_not_the_drivers(cluster: SparkStandaloneCluster,
+                                                               cluster_session: SparkSession) -> None:
+    archive = executor_env.build_archive(executor_env.LEAN)
+    assert cluster_session.conf.get("spark.archives") == f"{archive}#environment"
+
+    @F.pandas_udf("string")
+    def interpreter(ids: pd.Series) -> pd.Series:
+        import importlib.util
+        import os
+        import sys
+
+        import mlassets
+        import pyarrow
+
+        where = {"executable": sys.executable, "prefix": sys.prefix, "pandas": pd.__file__,
+                 "pyarrow": pyarrow.__file__, "mlassets": mlassets.__file__, "cwd": os.getcwd(),
+                 "tensorflow": "absent" if importlib.util.find_spec("tensorflow") is None else "importable"}
+        return pd.Series([json.dumps(where)] * len(ids))
+
+    rows = cluster_session.range(0, 8, numPartitions=8).select(interpreter("id").alias("where")).distinct().collect()
+    seen = [json.loads(r["where"]) for r in rows]
+    venv = Path(sys.prefix).resolve()
+    for where in seen:
+        prefix = Path(where["prefix"])
+        assert prefix == Path(where["cwd"]) / "environment", where  # the archive unpacked in the executor's dir
+        assert prefix.resolve().is_relative_to(cluster.run_dir.resolve()), where  # ... under a worker's work dir
+        assert Path(where["executable"]).parent == prefix / "bin", where
+        for module in ("pandas", "pyarrow"):
+            assert Path(where[module]).is_relative_to(prefix), where
+        assert ".zip" in where["mlassets"] and not Path(where["mlassets"]).is_relative_to(REPO), where
+        assert not any(Path(where[k]).resolve().is_relative_to(venv) for k in ("executable", "prefix", "pandas"))
+        assert where["tensorflow"] == "absent", where  # the lean archive: the NumPy scorer needs no TensorFlow
+    assert len({w["cwd"] for w in seen}) == 2, seen  # both workers' executors
+
+
+def _susy_rows(rows_per_chunk: int, seed: int) -> pd.DataFrame:
+    """Raw SUSY-like rows in two chunks: chunk, label and the 18 features."""
+    rng = np.random.default_rng(seed)
+    n = 2 * rows_per_chunk
+    frame = pd.DataFrame(rng.normal(size=(n, len(FEATURES))).astype(np.float32), columns=list(FEATURES))
+    frame.insert(0, "label", (frame[FEATURES[0]] + rng.normal(scale=0.5, size=n) > 0).astype(np.float64))
+    frame.insert(0, "chunk", np.repeat(["chunk-000", "chunk-001"], rows_per_chunk))
+    return frame
+
+
+def _counts(summaries: pd.DataFrame) -> pd.DataFrame:
+    """Per chunk: rows, confusion counts and the summed score histograms."""
+    grouped = summaries.groupby("chunk")
+    counts = grouped[["rows", "tp", "fp", "tn", "fn"]].sum()
+    for column in ("positive_hist", "negative_hist"):
+        counts[column] = grouped[column].apply(lambda hists: np.sum(np.stack(hists.to_list()), axis=0).tolist())
+    return counts.sort_index()
+
+
+def test_susy_scoring_on_the_cluster_counts_as_in_one_process(cluster_session: SparkSession) -> None:
+    from mlassets.models.serialization import model_sha256, model_to_bytes
+    from mlassets.models.susy_mlp import SCORE_SCHEMA, StandardScaler, build_susy_mlp, score_frames
+
+    frame = _susy_rows(20_000, seed=19)
+    architecture, blob = model_to_bytes(build_susy_mlp(), StandardScaler.fit(frame[list(FEATURES)].to_numpy()).extras())
+    model = (architecture, blob, model_sha256(architecture, blob))
+    local = _counts(pd.concat(score_frames(iter([frame]), "susy_mlp:cluster", _Value(model), threads=0, bins=64)))
+
+    payload = cluster_session.sparkContext.broadcast(model)
+    score = functools.partial(score_frames, model_id="susy_mlp:cluster", broadcast=payload, threads=1, bins=64)
+    summaries = (cluster_session.createDataFrame(frame).repartition(4)
+                 .mapInPandas(score, SCORE_SCHEMA).toPandas())
+    payload.destroy()
+
+    assert set(summaries["engine"]) == {"numpy"}
+    assert summaries["worker_pid"].nunique() >= 2
+    on_cluster = _counts(summaries)
+    assert on_cluster[["rows", "tp", "fp", "tn", "fn"]].equals(local[["rows", "tp", "fp", "tn", "fn"]])
+    assert on_cluster["rows"].tolist() == [20_000, 20_000]
+    assert on_cluster.equals(local), (on_cluster, local)
+
+
+class _Value:
+    """What a broadcast offers score_frames: the payload as `.value`."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def test_a_sigkilled_worker_costs_no_result(cluster: SparkStandaloneCluster, cluster_session: SparkSession) -> None:
+    def slow_square(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import time
+
+        for batch in batches:
+            time.sleep(1.0)
+            yield pd.DataFrame({"id": batch["id"], "square": batch["id"] * batch["id"]})
+
+    numbers = cluster_session.range(0, 4000, numPartitions=16)
+    expected = sum(i * i for i in range(4000))
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["sum"] = numbers.mapInPandas(slow_square, "id long, square long").agg(
+                F.sum("square").alias("s")).first()["s"]
+        except Exception as exc:  # noqa: BLE001 - handed to the test thread
+            result["error"] = exc
+
+    tracker = cluster_session.sparkContext.statusTracker()
+    job = threading.Thread(target=run)
+    job.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _tasks_running_on_both(tracker):
+        time.sleep(0.2)
+    victim = cluster.workers[0]
+    pid = victim.pid()
+    assert pid is not None and job.is_alive()
+    os.killpg(pid, signal.SIGKILL)  # the worker, its executor and its Python workers: a machine gone
+    job.join(timeout=300)
+    try:
+        assert not job.is_alive(), "the job did not finish after a worker was killed"
+        assert "error" not in result, result
+        assert result["sum"] == expected
+    finally:
+        cluster.up()  # a fresh worker in place of the killed one
+
+
+def _tasks_running_on_both(tracker: object) -> bool:
+    """True once the active stage has two tasks running (one per one-core executor)."""
+    for stage_id in tracker.getActiveStageIds():
+        info = tracker.getStageInfo(stage_id)
+        if info is not None and info.numActiveTasks >= 2:
+            return True
+    return False

@@ -14,7 +14,6 @@ import tempfile
 
 import pandas as pd
 from dagster import materialize
-from dagster_pyspark import LazyPySparkResource
 
 from mlassets.assets.weather import (
     humidity_model_spark,
@@ -25,7 +24,7 @@ from mlassets.assets.weather import (
     weather_features,
     weather_observations,
 )
-from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource
+from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, SparkResource
 from mlassets_tests.benchmarks.common import report
 from mlassets_tests.conftest import shared_data_dir
 
@@ -47,7 +46,7 @@ def _pair(name: str, single: pd.Series, spark: pd.Series, unit_rows: int, **extr
 
 def run(stack: object = None) -> None:
     """Report each Spark model's training rows/s against its single-process twin's (the ceiling) on the same rows."""
-    spark = LazyPySparkResource(spark_config={
+    spark = SparkResource(spark_config={  # Python workers in this interpreter (xgboost.spark needs them)
         "spark.master": os.environ.get("BENCH_SPARK_MASTER", "local[*]"), "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1", "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false", "spark.sql.execution.arrow.pyspark.enabled": "true"})

@@ -244,7 +244,9 @@ def humidity_model_xgboost_spark(context: AssetExecutionContext, lake: LakeResou
     params = xgboost_params(trial, rounds, seed)
     session = spark.spark_session
     workers = session.sparkContext.defaultParallelism  # one barrier task per core the cluster offers
-    estimator = SparkXGBRegressor(features_col="features", label_col="humidity", num_workers=workers, **params)
+    # verbose=False: the workers otherwise log the training RMSE of every round.
+    estimator = SparkXGBRegressor(features_col="features", label_col="humidity", num_workers=workers, verbose=False,
+                                  **params)
     model, predicted, fit_seconds, predict_seconds = fit_on_spark(session, estimator, weather_features)
     artifact = _store_booster(context, lake, model.get_booster(), scored, predicted)
     record = _boosted_record(context, f"xgboost.spark {xgb.__version__}", params, train, scored, predicted,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ class SparkStandaloneCluster:
             if worker.pid() is not None:
                 continue
             work_dir = self.run_dir / f"{worker.name}-work"
-            work_dir.mkdir(exist_ok=True)
+            # what an earlier life of this worker left (finished applications' unpacked environments) goes now
+            shutil.rmtree(work_dir, ignore_errors=True)
+            work_dir.mkdir()
             worker.start(self._spark_class(
                 "org.apache.spark.deploy.worker.Worker", "--host", s.host, "--webui-port", "0",
                 "--cores", str(s.worker_cores), "--memory", s.worker_memory, "--work-dir", str(work_dir),

@@ -23,6 +23,7 @@ from mlassets.assets.weather.humidity_models import (
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.models.serialization import sha256_hex
 from mlassets.resources import LakeResource, SparkResource
+from mlassets.stack.executor_env import XGBOOST
 
 BOOSTED_FAMILY = "gradient_boosted_trees"
 # The original project's tuned XGBoost (its notebook: 10,000 rounds, here capped by early stopping): the first trial.
@@ -242,7 +243,7 @@ def humidity_model_xgboost_spark(context: AssetExecutionContext, lake: LakeResou
     train, scored = split_rows(weather_features)
     trial, rounds, seed = best_trial(humidity_xgboost_search)
     params = xgboost_params(trial, rounds, seed)
-    session = spark.spark_session
+    session = spark.session_for(XGBOOST)  # on a cluster the executors need xgboost
     workers = session.sparkContext.defaultParallelism  # one barrier task per core the cluster offers
     # verbose=False: the workers otherwise log the training RMSE of every round.
     estimator = SparkXGBRegressor(features_col="features", label_col="humidity", num_workers=workers, verbose=False,

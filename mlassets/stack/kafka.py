@@ -100,8 +100,9 @@ class KafkaServer:
         config = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            run_checked(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
-                        what="Formatting the Kafka storage", log_file=self.proc.log_file)
+            # `--cluster-id=` form: a random id may start with "-" (1 in 64), which argparse would read as an option
+            format_storage = ("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config))
+            run_checked(self._java(*format_storage), what="Formatting the Kafka storage", log_file=self.proc.log_file)
         self.proc.start(self._java("kafka.Kafka", str(config)), cwd=self.data_dir)
         self.proc.wait_ready(self.ready, self.settings.start_timeout_s)
 

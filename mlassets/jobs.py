@@ -8,6 +8,9 @@ from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGra
 
 
 
+DATASETS_RESOURCE = "datasets"  # the resource key of the dataset files (resources/*.yaml)
+
+
 @dataclass(frozen=True)
 class MainStep:
     """One run of the main run: assets that share a partitions definition, and the partitions it covers."""
@@ -45,8 +48,8 @@ def main_steps(graph: BaseAssetGraph, now: dt.datetime | None = None) -> list[Ma
 
     An asset joins its parents' stage when it shares their partitions definition (one run can do both),
     and the next stage when it does not, so a run only starts after the runs it reads from. The sources (assets
-    with nothing upstream) run first on their own, so that their new data versions are recorded before the main
-    run decides which of their children are up to date.
+    with nothing upstream) and the readers of dataset files run in a stage before their children, so that their
+    new data versions are recorded before the main run decides which of those children are up to date.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     stage: dict[AssetKey, int] = {}
@@ -56,7 +59,7 @@ def main_steps(graph: BaseAssetGraph, now: dt.datetime | None = None) -> list[Ma
         if not node.is_materializable:
             continue
         parents = [parent for parent in node.parent_keys if parent in stage]
-        if not parents:
+        if not parents or DATASETS_RESOURCE in node.assets_def.required_resource_keys:
             sources.add(key)
         level = 0
         for parent in parents:

@@ -17,10 +17,10 @@ from typing import IO, Any
 from dagster import AssetKey
 
 from mlassets.environment_choice import DEFAULT_ENVIRONMENT, ENV_VAR
+from mlassets.jobs import DATASETS_RESOURCE
 from mlassets.paths import DAGSTER_HOME, LOG_DIR, PROJECT_ROOT
 
 POLL_S = 1.0
-DATASETS_RESOURCE = "datasets"
 # The figures the closing summary shows: (asset, metadata key, label).
 HEADLINES = (
     ("susy_evaluation_summary", "accuracy", "SUSY held-out accuracy"),

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from mlassets.assets.weather.observations import clean_observations
 from mlassets.datasets.weather import FORECAST_INPUT, TEST_INPUT, find_weather, read_weather
-from mlassets.metadata import markdown_table, table_metadata
+from mlassets.metadata import content_version, markdown_table, table_metadata
 from mlassets.resources import DatasetsResource
 
 INPUTS = ("temp", "wind", "rainfall")
@@ -104,7 +104,7 @@ def weather_features(config: WeatherFeaturesConfig, datasets: DatasetsResource,
                             "first": [f"{first[s]:%Y-%m-%d}" if counts[s] else "" for s in counts.index],
                             "last": [f"{last[s]:%Y-%m-%d}" if counts[s] else "" for s in counts.index]})
     leaked = [c for c in feature_columns() if "humidity" in c]
-    yield Output(frame, metadata={
+    yield Output(frame, data_version=content_version(frame), metadata={
         **table_metadata(frame),
         "features": len(feature_columns()),
         "splits": MetadataValue.md(markdown_table(summary)),

@@ -5,7 +5,7 @@ import pandas as pd
 from dagster import MetadataValue, Output, asset
 
 from mlassets.datasets.weather import OBSERVED, find_weather, read_weather
-from mlassets.metadata import markdown_table, table_metadata
+from mlassets.metadata import content_version, markdown_table, table_metadata
 from mlassets.resources import DatasetsResource
 
 # Physically plausible ranges; values outside are sensor errors (e.g. temp 399, wind 191.1).
@@ -48,7 +48,7 @@ def weather_observations(datasets: DatasetsResource) -> Output[pd.DataFrame]:
     """Daily date, temp, wind, rainfall, humidity 1990-2020; out-of-range values repaired, flagged in `imputed`."""
     path = find_weather(datasets.path(), OBSERVED)
     clean, changes = clean_observations(read_weather(path))
-    return Output(clean, metadata={
+    return Output(clean, data_version=content_version(clean), metadata={
         **table_metadata(clean),
         "source": str(path),
         "rows_changed": int(clean["imputed"].sum()),

@@ -11,13 +11,20 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
-def build_cifar_resnet(blocks_per_stage: int = 3, base_filters: int = 16, classes: int = 10) -> "keras.Model":
-    """ResNet-(6n+2) (n = blocks_per_stage; 3 gives ResNet-20) taking uint8-range RGB and returning softmax."""
+def build_cifar_resnet(blocks_per_stage: int = 3, base_filters: int = 16, classes: int = 10,
+                       shift: float = 0.0) -> "keras.Model":
+    """ResNet-(6n+2) (n = blocks_per_stage; 3 gives ResNet-20) taking uint8-range RGB and returning softmax.
+
+    Training sees each image flipped left-right at random and, when shift > 0, moved by up to that fraction of its
+    side with reflected edges (random crops); inference sees the image unchanged.
+    """
     import keras
     from keras import layers
 
     inputs = keras.Input(shape=(32, 32, 3), name="image")
     x = layers.RandomFlip("horizontal", seed=0)(inputs)  # active in training only
+    if shift > 0:
+        x = layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=0)(x)
     x = layers.Rescaling(1.0 / 255.0)(x)
     x = layers.Normalization(mean=list(CIFAR_MEAN), variance=[s * s for s in CIFAR_STD])(x)
     x = layers.Conv2D(base_filters, 3, padding="same", use_bias=False)(x)

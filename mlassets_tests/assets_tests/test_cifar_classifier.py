@@ -1,14 +1,17 @@
 """The classifier asset on real CIFAR-10 images with a small config, saved to and reloaded from FerretDB."""
 
 import numpy as np
+import pytest
 from dagster import materialize
 
 from mlassets.assets.iot.classifier import (
     MODEL_COLLECTION,
     MODEL_DATABASE,
+    CifarClassifierConfig,
     cifar_classifier,
     holdout_split,
     images_array,
+    one_cycle,
 )
 from mlassets.assets.iot.images import cifar10_images
 from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, MongoResource
@@ -18,6 +21,15 @@ def test_holdout_split_is_disjoint_and_seeded() -> None:
     train, holdout = holdout_split(100, 0.2, 3)
     assert len(holdout) == 20 and not set(train) & set(holdout)
     assert (holdout_split(100, 0.2, 3)[1] == holdout).all()
+
+
+def test_one_cycle_warms_up_to_the_peak_then_decays_to_zero() -> None:
+    config = CifarClassifierConfig(epochs=2, batch_size=100, peak_learning_rate=0.01, warmup_fraction=0.25)
+    schedule = one_cycle(config, train_images=1000)  # 20 steps, 5 of warmup
+    rates = [float(schedule(step)) for step in range(21)]
+    assert rates[0] == pytest.approx(0.01 / 25) and rates[5] == pytest.approx(0.01)
+    assert rates[:6] == sorted(rates[:6]) and rates[5:] == sorted(rates[5:], reverse=True)
+    assert rates[20] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_small_training_run_is_stored_and_loads_strictly(stack, data_dir, local_resources, tmp_path) -> None:
@@ -36,7 +48,7 @@ def test_small_training_run_is_stored_and_loads_strictly(stack, data_dir, local_
     loaded = store.load(record["model_id"])
     assert loaded.record.sha256 == record["sha256"]
     assert loaded.record.metrics["train_images"] == 600
-    assert loaded.record.code_version == "1"
+    assert loaded.record.code_version == "2"
     assert 0.0 <= loaded.record.metrics["held_out_accuracy"] <= 1.0
     frame = result.output_for_node("cifar10_images")
     probabilities = loaded.model.predict(images_array(frame.head(8)).astype("float32"), verbose=0)

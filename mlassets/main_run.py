@@ -50,6 +50,10 @@ class Console:
         """Write a line to the log only."""
         self.log.write(f"{dt.datetime.now():%H:%M:%S} | {text}\n")
 
+    def skipped(self, asset: str) -> None:
+        """The line of an asset not run because something upstream failed."""
+        self.say(f"  {asset:<38}    skipped  an upstream asset failed")
+
     def phase(self, name: str, seconds: float, note: str = "") -> None:
         """One line for a finished phase with its elapsed time."""
         self.say(f"  {name:<38} {seconds:7.1f} s{'  ' + note if note else ''}")
@@ -129,7 +133,7 @@ def materialize_steps(defs: Any, module: str, env: dict[str, str], console: Cons
         where = "" if step.partitions is None else f", partitions {step.partitions[0]}...{step.partitions[1]}"
         console.say(f"step {number}/{len(steps)}: {len(todo)} assets{where}")
         for asset in blocked:
-            console.say(f"  {asset:<38}    skipped  an upstream asset failed")
+            console.skipped(asset)
         for asset in current:
             console.say(f"  {asset:<38}    up to date (same code version and inputs)")
         outcome.up_to_date.update(current)
@@ -236,7 +240,7 @@ def _run_step(cli_args: list[str], assets: list[str], graph: Any, env: dict[str,
     else:
         outcome.skipped.update(a for a in missing if a not in outcome.failed)
         for asset in missing:
-            console.say(f"  {asset:<38}    skipped  an upstream asset failed")
+            console.skipped(asset)
     console.phase(f"step total ({'run ' + run_id[:8] if run_id else 'no run'})", time.monotonic() - t0)
 
 

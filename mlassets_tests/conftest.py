@@ -92,13 +92,24 @@ def local_resources(test_env: dict[str, str]) -> dict:
 
 
 @pytest.fixture(scope="session")
-def spark(local_resources: dict):
-    """The one Spark session of the test process, configured like local.yaml, plus S3A for the moto lake tests."""
+def spark_resource(local_resources: dict):
+    """The Spark resource of the test process, configured like local.yaml, plus S3A for the moto lake tests."""
     from mlassets.resources.spark import SparkResource, with_s3a
 
-    session = SparkResource(spark_config=with_s3a(local_resources["spark"].spark_config)).spark_session
-    yield session
-    session.stop()
+    resource = SparkResource(spark_config=with_s3a(local_resources["spark"].spark_config))
+    yield resource
+    if resource._spark_session is not None:
+        resource._spark_session.stop()
+
+
+@pytest.fixture
+def spark(spark_resource):
+    """The local Spark session, started again where a test that needed a driver of its own (a cluster's) stopped it."""
+    session = spark_resource.spark_session
+    if session.sparkContext._jsc is None:
+        spark_resource._spark_session = None
+        session = spark_resource.spark_session
+    return session
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import sys
 from dagster_pyspark import LazyPySparkResource
 from dagster_pyspark.resources import spark_session_from_config
 from pydantic import PrivateAttr
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from mlassets.stack import executor_env
@@ -60,6 +61,12 @@ class SparkResource(LazyPySparkResource):
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             super()._init_session()
             return
+        active = SparkContext._active_spark_context
+        if active is not None and active.master != config["spark.master"]:
+            # getOrCreate would hand back the running context and quietly drop the cluster's settings.
+            raise RuntimeError(
+                f"this process already runs a Spark context on {active.master!r}; a session on "
+                f"{config['spark.master']!r} needs a process of its own or that context stopped first")
         if self.ships_environment():
             config.update(executor_env.spark_settings(self._executor_flavor))
         # A session created in-process takes its executors' Python from $PYSPARK_PYTHON when the context starts, not

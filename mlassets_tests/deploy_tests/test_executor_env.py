@@ -54,6 +54,13 @@ def test_a_session_started_lean_refuses_a_tensorflow_asset_on_a_cluster() -> Non
     assert resource.session_for(LEAN) is resource._spark_session
 
 
+def test_a_cluster_session_is_refused_while_a_local_context_runs(spark) -> None:
+    """getOrCreate would return the running local context with the cluster's settings dropped."""
+    with pytest.raises(RuntimeError, match=r"already runs a Spark context on 'local\[.*'spark://127.0.0.1:1'"):
+        SparkResource(spark_config={"spark.master": "spark://127.0.0.1:1"}).spark_session
+    assert spark.sparkContext._jsc is not None
+
+
 def test_the_project_zip_holds_the_package_as_it_is_now(tmp_path: Path) -> None:
     import zipfile
 

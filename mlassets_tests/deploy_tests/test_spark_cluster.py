@@ -152,6 +152,9 @@ def cluster_session(cluster: SparkStandaloneCluster) -> Iterator[SparkSession]:
         "spark.executor.memory": "768m", "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.shuffle.partitions": "4"})
     assert resource.ships_environment()
+    local = SparkSession.getActiveSession()
+    if local is not None:
+        local.stop()  # one Spark context per process: the suite's local session gives way (its fixture restarts it)
     session = resource.spark_session
     deadline = time.monotonic() + 120  # the executors unpack the archive before they register
     while session.sparkContext._jsc.sc().getExecutorMemoryStatus().size() < 3 and time.monotonic() < deadline:

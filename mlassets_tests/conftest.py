@@ -11,14 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from mlassets.paths import sample_data_dir
 from mlassets.stack import LocalStack, StackError, StackSettings
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def shared_data_dir() -> Path:
-    """The real data samples: $MLASSETS_TEST_DATA or ../shared/data next to the repository."""
-    return Path(os.environ.get("MLASSETS_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
 
 
 def test_stack_settings() -> StackSettings:
@@ -41,7 +37,7 @@ def dagster_cli(args: list[str], env: dict[str, str], timeout: int = 900) -> sub
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = shared_data_dir()
+    path = sample_data_dir()
     if not path.is_dir():
         pytest.fail(f"the shared data folder {path} is missing; set MLASSETS_TEST_DATA to its location")
     return path

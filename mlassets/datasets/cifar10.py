@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlassets.datasets.errors import DatasetFormatError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LABELS: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -90,3 +94,8 @@ def read_cifar10(root: str | Path, names: Sequence[str] | None = None) -> CifarI
         labels=np.concatenate([p[2] for p in parts]),
         sources=np.concatenate([np.full(len(p[2]), p[0], dtype=object) for p in parts]),
     )
+
+
+def images_array(frame: pd.DataFrame) -> np.ndarray:
+    """The image bytes column of a CIFAR-10 frame as an (N, 32, 32, 3) uint8 array."""
+    return np.frombuffer(b"".join(frame["image"]), dtype=np.uint8).reshape(-1, 32, 32, 3)

@@ -15,6 +15,7 @@ FEATURES: tuple[str, ...] = (
     "missing_energy_magnitude", "missing_energy_phi", "MET_rel", "axial_MET", "M_R", "M_TR_2", "R",
     "MT2", "S_R", "M_Delta_R", "dPhi_r_b", "cos_theta_r1",
 )
+N_FEATURES = len(FEATURES)
 COLUMNS: tuple[str, ...] = ("label", *FEATURES)
 FILE_NAMES = ("SUSY.csv.gz", "SUSY.csv", "SUSY_sample.csv.gz")
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest magnitude that float32 conversion rounds to infinity (1e39...)

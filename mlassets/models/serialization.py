@@ -34,25 +34,34 @@ def model_sha256(architecture_json: str, blob: bytes) -> str:
     return digest.hexdigest()
 
 
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """Named arrays as an uncompressed npz archive (no pickled objects)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(value) for name, value in arrays.items()})
+    return buffer.getvalue()
+
+
+def npz_arrays(blob: bytes) -> dict[str, np.ndarray]:
+    """The named arrays of an npz archive; pickled objects and damaged archives are refused."""
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, KeyError, EOFError) as exc:
+        raise ModelFormatError(f"blob is not a valid npz of plain arrays: {exc}") from exc
+
+
 def model_to_bytes(model: "keras.Model", extras: dict[str, np.ndarray] | None = None) -> tuple[str, bytes]:
     """The model's architecture JSON and an npz blob holding its weights in order plus the extras."""
-    arrays = {f"{WEIGHT_PREFIX}{i:05d}": np.asarray(w) for i, w in enumerate(model.get_weights())}
-    for name, value in (extras or {}).items():
-        arrays[f"{EXTRA_PREFIX}{name}"] = np.asarray(value)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return model.to_json(), buffer.getvalue()
+    arrays = {f"{WEIGHT_PREFIX}{i:05d}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"{EXTRA_PREFIX}{name}": value for name, value in (extras or {}).items()})
+    return model.to_json(), npz_bytes(arrays)
 
 
 def arrays_from_bytes(blob: bytes) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """The weights (in order) and extras stored in an npz blob; object arrays are refused."""
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            weights = [npz[k] for k in sorted(k for k in npz.files if k.startswith(WEIGHT_PREFIX))]
-            extras = {k[len(EXTRA_PREFIX):]: npz[k] for k in npz.files if k.startswith(EXTRA_PREFIX)}
-    except (ValueError, OSError, KeyError) as exc:
-        raise ModelFormatError(f"weights blob is not a valid npz of plain arrays: {exc}") from exc
-    return weights, extras
+    """The weights (in order) and extras stored in an npz blob written by model_to_bytes."""
+    arrays = npz_arrays(blob)
+    weights = [arrays[k] for k in sorted(k for k in arrays if k.startswith(WEIGHT_PREFIX))]
+    return weights, {k[len(EXTRA_PREFIX):]: v for k, v in arrays.items() if k.startswith(EXTRA_PREFIX)}
 
 
 def model_from_bytes(architecture_json: str, blob: bytes) -> tuple["keras.Model", dict[str, np.ndarray]]:

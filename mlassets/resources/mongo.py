@@ -4,7 +4,7 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 from pymongo import MongoClient
 
-from mlassets.resources.model_store import ModelStore
+from mlassets.models.store import ModelStore
 
 
 class MongoResource(ConfigurableResource):

@@ -14,7 +14,7 @@ from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
 from mlassets.datasets.susy import FLOAT32_OVERFLOW
-from mlassets.models.susy_mlp import N_FEATURES
+from mlassets.datasets.susy import N_FEATURES
 from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.dead_letters import BadMessage, DeadLetters, reason_kind, rejection, rejects_any_error
 

@@ -23,7 +23,7 @@ from mlassets.resources import LakeResource, MongoResource, SparkResource
 from mlassets.stack import StackSettings
 from mlassets.stack import executor_env
 from mlassets.stack.spark_cluster import SparkClusterSettings, SparkStandaloneCluster
-from mlassets_tests.assets_tests.test_iot_error_tables import RECORDS
+from mlassets_tests.assets_tests.iot_tests.test_error_tables import RECORDS
 from mlassets_tests.conftest import REPO, dagster_cli
 
 PARTITION = "2026-11-20"
@@ -219,7 +219,9 @@ def _counts(summaries: pd.DataFrame) -> pd.DataFrame:
 
 def test_susy_scoring_on_the_cluster_counts_as_in_one_process(cluster_session: SparkSession) -> None:
     from mlassets.models.serialization import model_sha256, model_to_bytes
-    from mlassets.models.susy_mlp import SCORE_SCHEMA, StandardScaler, build_susy_mlp, score_frames
+    from mlassets.models.susy_batch_scoring import SCORE_SCHEMA, score_frames
+    from mlassets.models.susy_mlp import build_susy_mlp
+    from mlassets.models.susy_scorer import StandardScaler
 
     frame = _susy_rows(20_000, seed=19)
     architecture, blob = model_to_bytes(build_susy_mlp(), StandardScaler.fit(frame[list(FEATURES)].to_numpy()).extras())

@@ -5,7 +5,7 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from mlassets.resources import MongoResource
-from mlassets.resources.model_store import ModelStoreError
+from mlassets.models.store import ModelStoreError
 from mlassets.stack import StackSettings
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mlassets.datasets.cifar10 import LABELS
-from mlassets.models.susy_mlp import N_FEATURES
+from mlassets.datasets.susy import N_FEATURES
 from mlassets.streaming.dead_letters import BadMessage, reason_kind
 from mlassets.streaming.image_messages import (
     MAX_ID_CHARS,

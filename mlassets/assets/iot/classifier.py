@@ -9,7 +9,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from mlassets.datasets.cifar10 import LABELS
+from mlassets.datasets.cifar10 import LABELS, images_array
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.resources import MongoResource
 
@@ -40,11 +40,6 @@ class CifarClassifierConfig(Config):
                                                                    "0 turns it off. Flips are always on.")
     blocks_per_stage: int = Field(default=3, ge=1, description="Residual blocks per stage (3 = ResNet-20).")
     seed: int = Field(default=0, description="Seed of the split and of the weight initialisation.")
-
-
-def images_array(frame: pd.DataFrame) -> np.ndarray:
-    """The image bytes column as an (N, 32, 32, 3) uint8 array."""
-    return np.frombuffer(b"".join(frame["image"]), dtype=np.uint8).reshape(-1, 32, 32, 3)
 
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetSpec, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from mlassets.assets.iot.classifier import images_array
+from mlassets.datasets.cifar10 import images_array
 from mlassets.datasets.cifar10 import CifarImages
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.resources import KafkaResource

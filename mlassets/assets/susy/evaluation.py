@@ -25,7 +25,8 @@ from pyspark.sql import DataFrame as SparkDF
 from mlassets.assets.susy.model import MIN_LIFT, MODEL_COLLECTION, MODEL_DATABASE
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import column_schema, markdown_table
-from mlassets.models.susy_mlp import SCORE_SCHEMA, histogram_auc, score_frames
+from mlassets.models.susy_batch_scoring import SCORE_SCHEMA, score_frames
+from mlassets.models.susy_metrics import histogram_auc
 from mlassets.partitions import SUSY_CHUNKS
 from mlassets.resources import LakeResource, MongoResource, SparkResource
 

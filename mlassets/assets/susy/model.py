@@ -73,7 +73,8 @@ def susy_model(context: AssetExecutionContext, config: SusyModelConfig, kafka: K
     """The model-store record (model_id, sha256, held-out metrics, offsets trained to) of the MLP trained from trainData."""
     import keras
 
-    from mlassets.models.susy_mlp import StandardScaler, SusyScorer, build_susy_mlp
+    from mlassets.models.susy_mlp import build_susy_mlp
+    from mlassets.models.susy_scorer import StandardScaler, SusyScorer
 
     topic, ranges = read_ranges(susy_train_topic, config.end_offsets)
     rows = read_train_rows(kafka, topic, ranges, group=config.group, idle_timeout_s=config.idle_timeout_s)

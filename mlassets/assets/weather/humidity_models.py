@@ -1,6 +1,5 @@
 """Humidity random forests of the same size: scikit-learn in one process and Spark MLlib, on the same split."""
 
-import io
 import json
 import math
 import time
@@ -13,7 +12,7 @@ from pydantic import Field
 
 from mlassets.assets.weather.features import feature_columns
 from mlassets.metadata import table_metadata
-from mlassets.models.serialization import sha256_hex
+from mlassets.models.serialization import npz_arrays, npz_bytes, sha256_hex
 from mlassets.resources import LakeResource, SparkResource
 
 SCORED_SPLITS = ("validation", "test_2020q4", "forecast_2021")
@@ -60,19 +59,6 @@ def predict_forest(arrays: dict[str, np.ndarray], features: np.ndarray) -> np.nd
         go_left = x[rows[None, :], np.where(inner, feature[node], 0)] <= threshold[node]
         node = np.where(inner, np.where(go_left, left[node], right[node]), node)
     return arrays["value"][node].mean(axis=0)
-
-
-def arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """The arrays as an uncompressed npz archive (no pickled objects)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def arrays_from_bytes(data: bytes) -> dict[str, np.ndarray]:
-    """Arrays written by arrays_to_bytes; refuses pickled objects."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
 
 
 def regression_errors(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
@@ -148,7 +134,7 @@ def humidity_model_standalone(context: AssetExecutionContext, config: HumidityFo
     arrays = forest_arrays(model, columns)
     if not np.allclose(predict_forest(arrays, scored[columns].to_numpy()), predicted, rtol=0, atol=1e-9):
         raise RuntimeError("the exported forest arrays do not reproduce scikit-learn's predictions")
-    data = arrays_to_bytes(arrays)
+    data = npz_bytes(arrays)
     key = f"models/humidity_model_standalone/{context.run_id}/forest.npz"
     uri = lake.write_bytes(data, *key.split("/"))
     validation = (scored["split"] == "validation").to_numpy()
@@ -214,7 +200,7 @@ def read_artifact(lake: LakeResource, record: pd.Series) -> bytes:
 
 def load_standalone_predictions(lake: LakeResource, record: pd.Series, features: np.ndarray) -> np.ndarray:
     """Predictions of the stored scikit-learn forest (sha256 checked) for the feature rows."""
-    arrays = arrays_from_bytes(read_artifact(lake, record))
+    arrays = npz_arrays(read_artifact(lake, record))
     if list(arrays["columns"]) != feature_columns():
         raise ValueError(f"{record['artifact_uri']}: trained on columns {list(arrays['columns'])}, "
                          f"not the current features")

@@ -10,10 +10,10 @@ from mlassets.assets.iot.classifier import (
     CifarClassifierConfig,
     cifar_classifier,
     holdout_split,
-    images_array,
     one_cycle,
 )
 from mlassets.assets.iot.images import cifar10_images
+from mlassets.datasets.cifar10 import images_array
 from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, MongoResource
 
 

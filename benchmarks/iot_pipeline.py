@@ -7,7 +7,6 @@ import multiprocessing
 import os
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 from kafka.admin import NewTopic
@@ -17,13 +16,14 @@ from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import LocalStack
 from mlassets.streaming.image_producer import produce_images
 from mlassets.streaming.inference import drain_inference, model_classifier
-from mlassets_tests.benchmarks.common import REPO, report
+from benchmarks.common import report
+from mlassets.paths import sample_data_dir
 
 PRODUCERS = int(os.environ.get("BENCH_IOT_PRODUCERS", 4))
 IMAGES = int(os.environ.get("BENCH_IOT_IMAGES", 10_000))
 BATCH = int(os.environ.get("BENCH_IOT_BATCH", 256))
 TABLE_DOCS = int(os.environ.get("BENCH_IOT_TABLE_DOCS", 1_000_000))
-DATA = Path(os.environ.get("MLASSETS_TEST_DATA", REPO.parent / "shared" / "data"))
+DATA = sample_data_dir()
 
 
 def _model():

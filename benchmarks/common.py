@@ -10,7 +10,7 @@ from typing import Any
 
 from mlassets.stack import LocalStack, StackSettings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> dict[str, Any]:

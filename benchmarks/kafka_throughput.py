@@ -12,7 +12,7 @@ from kafka.admin import NewTopic
 
 from mlassets.resources import KafkaResource
 from mlassets.stack import LocalStack
-from mlassets_tests.benchmarks.common import report
+from benchmarks.common import report
 
 MESSAGES = int(os.environ.get("BENCH_KAFKA_MESSAGES", 200_000))
 SIZE = 1024

@@ -18,7 +18,7 @@ from mlassets.assets.susy.model import MODEL_COLLECTION, MODEL_DATABASE, MODEL_N
 from mlassets.datasets.susy import FEATURES
 from mlassets.partitions import SUSY_CHUNKS
 from mlassets.resources import DatasetsResource, KafkaResource, LakeParquetIOManager, LakeResource, MongoResource
-from mlassets.resources.model_store import ModelStoreError
+from mlassets.models.store import ModelStoreError
 
 ASSETS = [susy_dataset, susy_train_topic, susy_model, susy_test_scaled, susy_evaluation, susy_evaluation_summary]
 ROWS_PER_CHUNK = 4000  # two whole copies of the 2,000 test rows: pooled metrics equal the held-out ones

@@ -9,7 +9,7 @@ from dagster import materialize
 from mlassets.assets.fruits import fruit_embedding_plot, fruit_features, fruit_images, fruit_pca
 from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource
 from mlassets.stack import StackSettings
-from mlassets_tests.assets_tests.test_fruit_images import BAD_FILES, build_source
+from mlassets_tests.assets_tests.fruits_tests.test_images import BAD_FILES, build_source
 
 
 @pytest.mark.parametrize("kind", ["local", "s3"])

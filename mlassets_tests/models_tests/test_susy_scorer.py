@@ -1,32 +1,20 @@
-"""Pure SUSY helpers on small inputs, and the trainData_new_rows sensor against the real Kafka."""
+"""The SUSY scorers, their per-process cache and the mapInPandas chunk summaries, against Keras and scikit-learn."""
 
-import json
 import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import AssetMaterialization, MetadataValue, RunRequest, SkipReason, build_sensor_context, instance_for_test
 from sklearn.metrics import roc_auc_score
 
-from mlassets.assets.susy.model import read_ranges
-from mlassets.assets.susy.scaled import chunk_row_ids
-from mlassets.assets.susy.sensors import trainData_new_rows
-from mlassets.assets.susy.train_topic import offset_ranges_frame
 from mlassets.datasets.susy import FEATURES
-from mlassets.models import susy_mlp
+from mlassets.models import susy_scorer
 from mlassets.models.serialization import model_sha256, model_to_bytes
-from mlassets.models.susy_mlp import (
-    StandardScaler,
-    SusyScorer,
-    build_susy_mlp,
-    confusion,
-    histogram_auc,
-    score_frames,
-)
-from mlassets.resources import KafkaResource
-from mlassets.streaming.susy_messages import encode_train_rows, ensure_topic
+from mlassets.models.susy_batch_scoring import score_frames
+from mlassets.models.susy_metrics import confusion, histogram_auc
+from mlassets.models.susy_mlp import build_susy_mlp
+from mlassets.models.susy_scorer import StandardScaler, SusyScorer
 
 
 def test_histogram_auc_matches_the_exact_auc() -> None:
@@ -39,27 +27,9 @@ def test_histogram_auc_matches_the_exact_auc() -> None:
     assert counts.rows == 5000 and counts.tp + counts.fn == labels.sum()
 
 
-@pytest.mark.parametrize(("n_test", "rows", "block"), [(10, 35, 8), (7, 7, 100), (5, 3, 2)])
-def test_chunk_rows_are_whole_copies_of_the_test_split(n_test, rows, block) -> None:
-    blocks = list(chunk_row_ids(n_test, rows, seed=1, block=block))
-    ids = np.concatenate(blocks)
-    assert len(ids) == rows and max(len(b) for b in blocks) <= block
-    counts = np.bincount(ids, minlength=n_test)
-    assert counts.max() - counts.min() <= 1
-    assert (np.concatenate(list(chunk_row_ids(n_test, rows, 1, block))) == ids).all()
-
-
-def test_read_ranges_moves_only_the_ends() -> None:
-    recorded = offset_ranges_frame("trainData", {0: (10, 20), 1: (5, 9)})
-    assert read_ranges(recorded, None) == ("trainData", {0: (10, 20), 1: (5, 9)})
-    assert read_ranges(recorded, {"0": 30, "2": 4}) == ("trainData", {0: (10, 30), 1: (5, 9), 2: (0, 4)})
-    with pytest.raises(ValueError, match="before its recorded start"):
-        read_ranges(recorded, {"0": 3})
-
-
 def test_scorer_loads_once_per_process_and_refuses_a_changed_blob_or_architecture(monkeypatch) -> None:
-    monkeypatch.setattr(susy_mlp, "_SCORERS", {})
-    monkeypatch.setattr(susy_mlp, "_LOADS", {"count": 0})
+    monkeypatch.setattr(susy_scorer, "_SCORERS", {})
+    monkeypatch.setattr(susy_scorer, "_LOADS", {"count": 0})
     rng = np.random.default_rng(1)
     features = rng.normal(size=(300, 18)).astype(np.float32)
     scaler = StandardScaler.fit(features)
@@ -107,7 +77,7 @@ def test_the_numpy_forward_pass_gives_the_keras_scores() -> None:
 def test_other_architectures_are_scored_by_keras(monkeypatch) -> None:
     import keras
 
-    monkeypatch.setattr(susy_mlp, "_SCORERS", {})
+    monkeypatch.setattr(susy_scorer, "_SCORERS", {})
     monkeypatch.setattr(sys, "path", [*sys.path, "/nowhere/spark-package.jar"])
     features = np.random.default_rng(3).normal(size=(50, 18)).astype(np.float32)
     model = keras.Sequential([keras.Input(shape=(18,)), keras.layers.Dense(8, activation="tanh"),
@@ -116,14 +86,14 @@ def test_other_architectures_are_scored_by_keras(monkeypatch) -> None:
     architecture, blob = model_to_bytes(model, scaler.extras())
     assert SusyScorer.numpy_from_bytes(architecture, blob) is None
     path = list(sys.path)
-    scorer = susy_mlp.cached_scorer("other:v1", lambda: (architecture, blob, model_sha256(architecture, blob)))
+    scorer = susy_scorer.cached_scorer("other:v1", lambda: (architecture, blob, model_sha256(architecture, blob)))
     assert scorer.engine == "keras" and sys.path == path
     keras_scores = model.predict(scaler.transform(features), verbose=0).reshape(-1)
     np.testing.assert_allclose(scorer.predict(features), keras_scores, rtol=0, atol=1e-6)
 
 
 def test_partition_summaries_add_up_the_batches_per_chunk(monkeypatch) -> None:
-    monkeypatch.setattr(susy_mlp, "_SCORERS", {})
+    monkeypatch.setattr(susy_scorer, "_SCORERS", {})
     rng = np.random.default_rng(5)
     _, _, architecture, blob, features = _trained_susy_bytes(rng)
     labels = rng.integers(0, 2, len(features))
@@ -132,7 +102,7 @@ def test_partition_summaries_add_up_the_batches_per_chunk(monkeypatch) -> None:
     frame = pd.DataFrame({"chunk": chunks, "label": labels, **dict(zip(FEATURES, features.T))})
     batches = [frame.iloc[i:i + 300] for i in range(0, len(frame), 300)]
     out = pd.concat(score_frames(iter(batches), "susy_mlp:v11", payload, threads=0, bins=256)).set_index("chunk")
-    scores = susy_mlp.cached_scorer("susy_mlp:v11", lambda: payload.value).predict(features)
+    scores = susy_scorer.cached_scorer("susy_mlp:v11", lambda: payload.value).predict(features)
     for chunk in ("chunk-00", "chunk-01"):
         mask = chunks == chunk
         expected = confusion(labels[mask], scores[mask], 256)
@@ -142,31 +112,3 @@ def test_partition_summaries_add_up_the_batches_per_chunk(monkeypatch) -> None:
         np.testing.assert_array_equal(row["negative_hist"], expected.negative_hist)
         assert row["batches"] == 7
     assert out["seconds"].gt(0).sum() == 1
-
-
-def test_sensor_requests_a_retrain_for_new_messages_only(stack, unique) -> None:
-    kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
-    topic = f"trainData-{unique}"
-    ensure_topic(kafka, topic, 2)
-    producer = kafka.producer()
-    rows = encode_train_rows(np.array([1, 0, 1]), np.ones((3, 18), dtype=np.float32))
-    for i, (key, value) in enumerate(rows):
-        producer.send(topic, key=key, value=value, partition=i % 2)
-    producer.flush()
-    with instance_for_test() as instance:
-        context = build_sensor_context(instance=instance, resources={"kafka": kafka})
-        assert isinstance(trainData_new_rows(context), SkipReason)  # no model yet
-        instance.report_runless_asset_event(AssetMaterialization("susy_model", metadata={
-            "trained_to_offsets": MetadataValue.json({"topic": topic, "offsets": {"0": 2, "1": 1}})}))
-        skip = trainData_new_rows(build_sensor_context(instance=instance, resources={"kafka": kafka}))
-        assert isinstance(skip, SkipReason) and "no messages" in skip.skip_message
-        producer.send(topic, key=rows[0][0], value=rows[0][1], partition=1)
-        producer.flush()
-        producer.close()
-        context = build_sensor_context(instance=instance, resources={"kafka": kafka})
-        request = trainData_new_rows(context)
-        assert isinstance(request, RunRequest)
-        assert request.run_key == f"{topic}:0=2,1=2"
-        assert request.run_config == {"ops": {"susy_model": {"config": {"end_offsets": {"0": 2, "1": 2}}}}}
-        assert request.tags["mlassets/new_rows"] == "1"
-        assert json.loads(context.cursor) == {"0": 2, "1": 2}

@@ -27,9 +27,10 @@ from mlassets.datasets.susy import FEATURES, find_susy, read_susy
 from mlassets.resources import KafkaResource
 from mlassets.stack import LocalStack
 from mlassets.streaming.susy_messages import encode_train_rows, ensure_topic, produce_train_rows
-from mlassets_tests.benchmarks.common import REPO, report
+from benchmarks.common import REPO, report
+from mlassets.paths import sample_data_dir
 
-DATA = Path(os.environ.get("MLASSETS_TEST_DATA", REPO.parent / "shared" / "data"))
+DATA = sample_data_dir()
 INGEST_ROWS = int(os.environ.get("BENCH_SUSY_INGEST_ROWS", 500_000))
 EVAL_ROWS = [int(n) for n in os.environ.get("BENCH_SUSY_EVAL_ROWS", "5000000,20000000").split(",")]
 ARROW_BATCH = int(os.environ.get("BENCH_SUSY_ARROW_BATCH", 65_536))
@@ -103,7 +104,8 @@ def store_model(mongo_uri: str) -> str:
     import keras
 
     from mlassets.assets.susy.model import MODEL_COLLECTION, MODEL_DATABASE, MODEL_NAME
-    from mlassets.models.susy_mlp import StandardScaler, build_susy_mlp
+    from mlassets.models.susy_mlp import build_susy_mlp
+    from mlassets.models.susy_scorer import StandardScaler
     from mlassets.resources import MongoResource
 
     train, _ = _split()
@@ -120,7 +122,7 @@ def store_model(mongo_uri: str) -> str:
 def _child_run(rows: int, model_id: str, mongo_uri: str) -> dict:
     """One evaluation size in a fresh process; its result line plus the peak RSS of its process tree, split."""
     env = {**os.environ, "BENCH_MONGO_URI": mongo_uri}
-    child = subprocess.Popen([sys.executable, "-m", "mlassets_tests.benchmarks.susy_throughput", "child", str(rows),
+    child = subprocess.Popen([sys.executable, "-m", "benchmarks.susy_throughput", "child", str(rows),
                               model_id], env=env, stdout=subprocess.PIPE, text=True, cwd=REPO)
     peak = {"total": 0}
     stop = threading.Event()
@@ -170,7 +172,7 @@ class KerasCeiling:
 
     def __init__(self, model_id: str, mongo_uri: str) -> None:
         from mlassets.assets.susy.model import MODEL_COLLECTION, MODEL_DATABASE
-        from mlassets.models.susy_mlp import SusyScorer
+        from mlassets.models.susy_scorer import SusyScorer
         from mlassets.resources import MongoResource
 
         store = MongoResource(uri=mongo_uri).model_store(MODEL_DATABASE, MODEL_COLLECTION)

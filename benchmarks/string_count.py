@@ -1,6 +1,6 @@
 """Seeded random 3-letter keys counted on Spark local (DataFrame API) vs a chunked numpy count, same keys, same run.
 
-Run alone (no servers needed): `python -m mlassets_tests.benchmarks.string_count [N]` (default 100 M keys,
+Run alone (no servers needed): `python -m benchmarks.string_count [N]` (default 100 M keys,
 or BENCH_STRING_COUNT_N). The original system reported 12.75 s for 10 M keys with an RDD `reduceByKey`.
 """
 
@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from mlassets.assets.weather.string_count import count_differences, key_names, numpy_counts, spark_counts
-from mlassets_tests.benchmarks.common import report
+from benchmarks.common import report
 
 N_KEYS = int(os.environ.get("BENCH_STRING_COUNT_N", 100_000_000))
 CHUNK = 5_000_000

@@ -31,14 +31,9 @@ from mlassets.assets.weather.forecast import (
     humidity_2020q4_metrics,
     selection_table,
 )
-from mlassets.assets.weather.humidity_models import (
-    arrays_from_bytes,
-    arrays_to_bytes,
-    forest_arrays,
-    predict_forest,
-)
+from mlassets.assets.weather.humidity_models import forest_arrays, predict_forest
 from mlassets.datasets.weather import FORECAST_INPUT, OBSERVED, TEST_INPUT, TEST_OUTPUT
-from mlassets.models.serialization import sha256_hex
+from mlassets.models.serialization import npz_arrays, npz_bytes, sha256_hex
 from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource
 
 WEATHER_ASSETS = [getattr(weather, name) for name in weather.__all__ if name != "string_count_benchmark"]
@@ -49,7 +44,7 @@ def test_forest_arrays_reproduce_scikit_learn_after_a_round_trip() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(400, 6)), rng.normal(size=400)
     model = RandomForestRegressor(n_estimators=7, max_depth=6, random_state=0).fit(x, y)
-    arrays = arrays_from_bytes(arrays_to_bytes(forest_arrays(model, list("abcdef"))))
+    arrays = npz_arrays(npz_bytes(forest_arrays(model, list("abcdef"))))
     new = rng.normal(size=(300, 6))
     np.testing.assert_allclose(predict_forest(arrays, new), model.predict(new), rtol=0, atol=1e-12)
     assert arrays["columns"].tolist() == list("abcdef")
@@ -59,7 +54,7 @@ def test_pickled_arrays_are_refused() -> None:
     buffer = io.BytesIO()
     np.savez(buffer, roots=np.array([object()], dtype=object))
     with pytest.raises(ValueError, match="pickle"):
-        arrays_from_bytes(buffer.getvalue())
+        npz_arrays(buffer.getvalue())
 
 
 def test_expanding_folds_test_on_the_last_years_and_train_only_before() -> None:

@@ -15,7 +15,7 @@ from mlassets.pipes.assets import producer_error_counts_pipes
 from mlassets.pipes.emr import SCRIPTS_DIR, EMRPipesResource
 from mlassets.resources import LakeResource, MongoResource
 from mlassets.stack import StackSettings
-from mlassets_tests.assets_tests.test_iot_error_tables import RECORDS
+from mlassets_tests.assets_tests.iot_tests.test_error_tables import RECORDS
 
 REPO = Path(__file__).resolve().parents[2]
 AWS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}

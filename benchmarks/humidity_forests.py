@@ -1,7 +1,7 @@
 """Fit and predict seconds of the humidity model pairs on the real weather files, same run: the same-size random
 forests (scikit-learn vs MLlib) and XGBoost with the same hyper-parameters (one process vs `xgboost.spark`).
 
-Run alone (no servers needed): `python -m mlassets_tests.benchmarks.humidity_forests` with BENCH_FOREST_TREES
+Run alone (no servers needed): `python -m benchmarks.humidity_forests` with BENCH_FOREST_TREES
 (default 100), BENCH_FOREST_DEPTH (default 10) and BENCH_XGB_TRIALS (default 16: the main job's search); the data
 folder is MLASSETS_TEST_DATA or ../shared/data.
 """
@@ -25,8 +25,8 @@ from mlassets.assets.weather import (
     weather_observations,
 )
 from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, SparkResource
-from mlassets_tests.benchmarks.common import report
-from mlassets_tests.conftest import shared_data_dir
+from benchmarks.common import report
+from mlassets.paths import sample_data_dir
 
 TREES = int(os.environ.get("BENCH_FOREST_TREES", 100))
 DEPTH = int(os.environ.get("BENCH_FOREST_DEPTH", 10))
@@ -56,7 +56,7 @@ def run(stack: object = None) -> None:
         result = materialize(
             [weather_observations, weather_features, humidity_xgboost_search, humidity_model_standalone,
              humidity_model_spark, humidity_model_xgboost, humidity_model_xgboost_spark],
-            resources={"datasets": DatasetsResource(data_dir=str(shared_data_dir())), "lake": lake, "spark": spark,
+            resources={"datasets": DatasetsResource(data_dir=str(sample_data_dir())), "lake": lake, "spark": spark,
                        "io_manager": LakeParquetIOManager(lake=lake, spark=spark)},
             run_config={"ops": {"humidity_model_standalone": forest, "humidity_model_spark": forest,
                                 "humidity_xgboost_search": {"config": {"trials": XGB_TRIALS, "max_seconds": 1e6}}}},

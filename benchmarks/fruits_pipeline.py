@@ -4,7 +4,7 @@ Ceilings measured in the same run: a plain single-process loop (decode, batched 
 StandardScaler + PCA) for the wall time, and bare Keras `predict` on already decoded arrays for images/s. The
 feature step is run twice in one Spark session: the cold run pays for starting the Python workers, importing
 TensorFlow and building the model once per worker; the warm run reuses the workers and their cached model.
-Run alone: `python -m mlassets_tests.benchmarks.fruits_pipeline` (needs no stack; the lake is a temporary folder).
+Run alone: `python -m benchmarks.fruits_pipeline` (needs no stack; the lake is a temporary folder).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from mlassets_tests.benchmarks.common import report
-from mlassets_tests.conftest import shared_data_dir
+from benchmarks.common import report
+from mlassets.paths import sample_data_dir
 
 CLASSES, PER_CLASS = 32, 10
 ORIGINAL_EMR_SECONDS = 95.0  # the original: 320 images on a 4-node m5.xlarge EMR cluster
@@ -57,7 +57,7 @@ def run(stack: Any = None) -> None:
     from mlassets.datasets.fruits360 import find_fruits
     from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, SparkResource
 
-    source = find_fruits(shared_data_dir())
+    source = find_fruits(sample_data_dir())
     classes = sorted(p for p in source.iterdir() if p.is_dir())[:CLASSES]
     paths = [f for c in classes for f in sorted(c.iterdir())[:PER_CLASS]]
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from mlassets.models import mobilenet_features as mf
-from mlassets_tests.assets_tests.test_fruit_images import encode, generated_fruit
+from mlassets_tests.assets_tests.fruits_tests.test_images import encode, generated_fruit
 
 
 @pytest.fixture

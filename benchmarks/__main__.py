@@ -1,11 +1,11 @@
-"""Run every benchmark: `python -m mlassets_tests.benchmarks [name ...]`, one JSON line per result."""
+"""Run every benchmark: `python -m benchmarks [name ...]`, one JSON line per result."""
 
 from __future__ import annotations
 
 import sys
 
-from mlassets_tests.benchmarks import fruits_pipeline, humidity_forests, iot_pipeline, kafka_throughput, string_count, susy_throughput
-from mlassets_tests.benchmarks.common import bench_stack
+from benchmarks import fruits_pipeline, humidity_forests, iot_pipeline, kafka_throughput, string_count, susy_throughput
+from benchmarks.common import bench_stack
 
 BENCHMARKS = {"kafka": kafka_throughput.run, "string_count": string_count.run,
               "humidity_forests": humidity_forests.run, "susy": susy_throughput.run,

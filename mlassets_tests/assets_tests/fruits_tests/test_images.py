@@ -13,7 +13,7 @@ from PIL import Image
 from mlassets.assets.fruits.images import FruitImagesConfig, fruit_images, select_files
 from mlassets.datasets.fruits360 import inspect_image
 from mlassets.resources import DatasetsResource, LakeResource
-from mlassets_tests.conftest import shared_data_dir
+from mlassets.paths import sample_data_dir
 
 GOOD_EXTRAS = {"gray.jpg", "rgba.png", "palette.png"}
 BAD_FILES = {"truncated.jpg": "corrupt or truncated", "notes.txt": "not an image", "empty.jpg": "empty file",
@@ -42,7 +42,7 @@ def build_source(root: Path, classes: int = 3, per_class: int = 3) -> dict[str, 
     a truncated JPEG, a text file, an empty file, text named .jpg and a GIF (all quarantined). Returns the number
     of accepted images per class.
     """
-    shared = shared_data_dir() / "fruits360" / "Test"
+    shared = sample_data_dir() / "fruits360" / "Test"
     counts = {}
     if shared.is_dir():
         for class_dir in sorted(p for p in shared.iterdir() if p.is_dir())[:classes]:

@@ -1,4 +1,4 @@
-"""Sensors of the code location: Kafka offsets that request runs."""
+"""The lag sensor of `inference_records`: consumer-group lag on the image topic, read through the admin client."""
 
 import json
 import os
@@ -6,7 +6,6 @@ import os
 from dagster import (AssetKey, AssetObservation, AssetSelection, DefaultSensorStatus, MetadataValue, RunRequest,
                      SensorDefinition, SensorEvaluationContext, SensorResult, SkipReason, sensor)
 
-from mlassets.assets.susy.sensors import trainData_new_rows
 from mlassets.resources import KafkaResource
 from mlassets.streaming.image_producer import IMAGE_TOPIC
 from mlassets.streaming.inference import INFERENCE_GROUP
@@ -59,5 +58,3 @@ def build_image_data_lag_sensor(threshold: int = DEFAULT_IMAGE_LAG_THRESHOLD, to
 
 image_data_lag = build_image_data_lag_sensor()
 
-
-SENSORS: list[SensorDefinition] = [image_data_lag, trainData_new_rows]

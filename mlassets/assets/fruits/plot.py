@@ -9,6 +9,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
+from mlassets.automation import FOLLOWS_INPUTS
 from mlassets.resources import LakeResource
 
 ASSET = "fruit_embedding_plot"
@@ -68,7 +69,7 @@ def scatter_png(points: pd.DataFrame, title: str, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-@asset(code_version="1")
+@asset(code_version="1", automation_condition=FOLLOWS_INPUTS)
 def fruit_embedding_plot(context: AssetExecutionContext, config: FruitEmbeddingPlotConfig, lake: LakeResource,
                          fruit_pca: pd.DataFrame) -> MaterializeResult:
     """A PNG t-SNE map of the fruit images' PCA features coloured by class, with its 2-D points as parquet."""

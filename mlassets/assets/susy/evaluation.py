@@ -23,6 +23,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame as SparkDF
 
 from mlassets.assets.susy.model import MIN_LIFT, MODEL_COLLECTION, MODEL_DATABASE
+from mlassets.automation import FOLLOWS_INPUTS, RESCORE_ON_NEW_MODEL
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import column_schema, markdown_table
 from mlassets.models.susy_batch_scoring import SCORE_SCHEMA, score_frames
@@ -76,6 +77,7 @@ def per_chunk(summaries: pd.DataFrame, model_id: str) -> pd.DataFrame:
 @asset(
     partitions_def=SUSY_CHUNKS,
     backfill_policy=BackfillPolicy.single_run(),
+    automation_condition=RESCORE_ON_NEW_MODEL,
     check_specs=[AssetCheckSpec("all_rows_scored", asset=ASSET_NAME,
                                 description="every row of the chunks in the run was scored exactly once")],
 )
@@ -160,7 +162,8 @@ def roc_png(positive_hist: np.ndarray, negative_hist: np.ndarray, auc: float) ->
     return f"![ROC](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')})"
 
 
-@asset(check_specs=[AssetCheckSpec("pooled_accuracy", asset="susy_evaluation_summary",
+@asset(automation_condition=FOLLOWS_INPUTS,
+       check_specs=[AssetCheckSpec("pooled_accuracy", asset="susy_evaluation_summary",
                                    description=f"pooled accuracy >= majority-class share + {MIN_LIFT}, one model")])
 def susy_evaluation_summary(susy_evaluation: pd.DataFrame) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
     """One row per chunk plus an `all` row: rows, confusion counts, accuracy and AUC pooled over rows."""

@@ -20,6 +20,7 @@ from mlassets.assets.weather.humidity_models import (
     regression_errors,
     split_rows,
 )
+from mlassets.automation import FOLLOWS_INPUTS
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.models.serialization import sha256_hex
 from mlassets.resources import LakeResource, SparkResource
@@ -141,7 +142,7 @@ def best_trial(trials: pd.DataFrame) -> tuple[dict[str, Any], int, int]:
     return trial, int(row["rounds"]), int(row["seed"])
 
 
-@asset(code_version="1")
+@asset(code_version="1", automation_condition=FOLLOWS_INPUTS)
 def humidity_xgboost_search(config: HumiditySearchConfig,
                             weather_features: pd.DataFrame) -> Output[pd.DataFrame]:
     """XGBoost hyper-parameter sets with their expanding-window cross-validated errors on the training years."""
@@ -210,7 +211,7 @@ def _boosted_record(context: AssetExecutionContext, library: str, params: dict[s
                         fit_seconds, predict_seconds, len(scored), *artifact)
 
 
-@asset(code_version="1")
+@asset(code_version="1", automation_condition=FOLLOWS_INPUTS)
 def humidity_model_xgboost(context: AssetExecutionContext, lake: LakeResource, weather_features: pd.DataFrame,
                            humidity_xgboost_search: pd.DataFrame) -> Output[pd.DataFrame]:
     """Single-process XGBoost with the search's best hyper-parameters: timings, validation errors, UBJ booster."""
@@ -232,7 +233,7 @@ def humidity_model_xgboost(context: AssetExecutionContext, lake: LakeResource, w
     return Output(record, metadata=record_metadata(record, params=MetadataValue.json(params)))
 
 
-@asset(code_version="1")
+@asset(code_version="1", automation_condition=FOLLOWS_INPUTS)
 def humidity_model_xgboost_spark(context: AssetExecutionContext, lake: LakeResource, spark: SparkResource,
                                  weather_features: pd.DataFrame,
                                  humidity_xgboost_search: pd.DataFrame) -> Output[pd.DataFrame]:

@@ -8,6 +8,7 @@ from dagster import AssetCheckResult, AssetCheckSpec, Config, MetadataValue, Out
 from pydantic import Field
 
 from mlassets.assets.weather.observations import clean_observations
+from mlassets.automation import FOLLOWS_INPUTS
 from mlassets.datasets.weather import FORECAST_INPUT, TEST_INPUT, find_weather, read_weather
 from mlassets.metadata import content_version, markdown_table, table_metadata
 from mlassets.resources import DatasetsResource
@@ -66,6 +67,7 @@ class WeatherFeaturesConfig(Config):
 
 @asset(
     code_version="2",
+    automation_condition=FOLLOWS_INPUTS,
     check_specs=[
         AssetCheckSpec("chronological_split", asset="weather_features",
                        description="every training day precedes every validation, 2020Q4 and 2021 day"),

@@ -21,6 +21,7 @@ from mlassets.assets.weather.humidity_models import (
     load_standalone_predictions,
     regression_errors,
 )
+from mlassets.automation import FOLLOWS_INPUTS
 from mlassets.datasets.weather import TEST_OUTPUT, find_weather, read_weather
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.resources import DatasetsResource, LakeResource, SparkResource
@@ -76,6 +77,7 @@ def _png(figure: "Figure") -> bytes:
 
 @asset(
     code_version="2",
+    automation_condition=FOLLOWS_INPUTS,
     check_specs=[AssetCheckSpec("predictions_in_range", asset="humidity_predictions",
                                 description="every prediction is a humidity between 0 and 100 %")],
 )
@@ -135,6 +137,7 @@ def selection_table(predictions: pd.DataFrame, train: pd.DataFrame, level: float
 
 @asset(
     code_version="1",
+    automation_condition=FOLLOWS_INPUTS,
     check_specs=[
         AssetCheckSpec("selected_beats_climatology", asset="humidity_model_selection",
                        description="the selected model's validation MSE is below the monthly-mean baseline's"),
@@ -230,6 +233,7 @@ def residual_plot(q4: pd.DataFrame, truth: np.ndarray, selected: str, half_width
 
 @asset(
     code_version="2",
+    automation_condition=FOLLOWS_INPUTS,
     check_specs=[
         AssetCheckSpec("same_model_size", asset="humidity_2020q4_metrics",
                        description="both forests have the same family, trees, depth and training rows, "
@@ -316,6 +320,7 @@ def forecast_plot(predictions: pd.DataFrame, forecast: pd.DataFrame, selected: s
 
 @asset(
     code_version="2",
+    automation_condition=FOLLOWS_INPUTS,
     check_specs=[AssetCheckSpec("one_row_per_day_of_2021", asset="humidity_forecast_2021",
                                 description="365 distinct days 2021-01-01..2021-12-31, humidity within 0-100 %, "
                                             "each inside its interval")],

@@ -142,6 +142,33 @@ def test_xgboost_spark_trains_on_the_cluster_with_the_xgboost_environment(cluste
     np.testing.assert_allclose(on_cluster, local, rtol=1e-5, atol=1e-5)
 
 
+WEATHER_SPARK_ASSETS = ("weather_observations,weather_features,humidity_xgboost_search,humidity_model_spark,"
+                        "humidity_model_xgboost_spark,string_count_benchmark")
+
+
+def test_the_main_jobs_weather_spark_assets_run_on_the_cluster(cluster: SparkStandaloneCluster,
+                                                              test_env: dict[str, str], tmp_path: Path) -> None:
+    """Spark ML's forest, xgboost.spark (on the xgboost archive) and the string count, each in its own step and
+    driver as the main job runs them, on small settings."""
+    config = {"ops": {
+        "humidity_xgboost_search": {"config": {"trials": 2, "max_seconds": 20, "folds": 1, "max_rounds": 100,
+                                               "early_stopping_rounds": 10}},
+        "humidity_model_spark": {"config": {"n_trees": 4, "max_depth": 4}},
+        "string_count_benchmark": {"config": {"n_keys": 200_000, "chunk": 50_000}}}}
+    apps_before = {a["id"] for a in cluster.state()["completedapps"]}
+    _materialize(test_env, cluster.settings.master_url, tmp_path / "lake", tmp_path / "home", WEATHER_SPARK_ASSETS,
+                 config)
+    apps = [a for a in cluster.state()["completedapps"] if a["id"] not in apps_before]
+    assert len(apps) >= 3, apps  # one driver per Spark step
+
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    counts = lake.read_parquet("string_count_benchmark")
+    assert counts["count"].sum() == 200_000 and counts["key"].is_unique
+    for name in ("humidity_model_spark", "humidity_model_xgboost_spark"):
+        record = lake.read_parquet(name)
+        assert len(record) == 1 and np.isfinite(record["validation_mse"]).all() and record["train_rows"].iloc[0] > 1000
+
+
 @pytest.fixture(scope="module")
 def cluster_session(cluster: SparkStandaloneCluster) -> Iterator[SparkSession]:
     """A session on the cluster through SparkResource, which ships the packed executor environment itself; it holds

@@ -3,6 +3,7 @@
 from dagster import AssetsDefinition, Definitions, load_assets_from_package_module, map_asset_specs
 
 from mlassets.assets import fruits, iot, susy, weather
+from mlassets.checks import MODEL_CHECKS
 from mlassets.environment_choice import environment_name
 from mlassets.environments import load_environment
 from mlassets.jobs import iot_daily_tables_job
@@ -32,6 +33,7 @@ defs = Definitions(
         *load_assets_from_package_module(fruits, group_name="fruits"),
         *load_assets_from_package_module(weather, group_name="weather"),
     ],
+    asset_checks=MODEL_CHECKS,
     jobs=[iot_daily_tables_job],
     sensors=SENSORS,
     schedules=SCHEDULES,

@@ -132,7 +132,7 @@ def test_the_previous_day_is_closed_once_after_the_cron_tick(instance, now, tick
 
 
 def test_a_new_susy_model_version_rescores_every_chunk_once(instance, now, ticks):
-    materialize(instance, "susy_model", checks={"held_out_accuracy": True})
+    materialize(instance, "susy_model", checks={"held_out_accuracy": True, "stored_model_intact": True})
     later = now + dt.timedelta(minutes=1)
     assert ticks(later) == {"susy_evaluation": set(SUSY_CHUNKS.get_partition_keys())}
     assert ticks(later + dt.timedelta(minutes=1)) == {}
@@ -140,6 +140,15 @@ def test_a_new_susy_model_version_rescores_every_chunk_once(instance, now, ticks
     materialize(instance, "susy_evaluation", SUSY_CHUNKS.get_partition_keys(), checks={"all_rows_scored": True})
     assert ticks(later + dt.timedelta(minutes=2)) == {"susy_evaluation_summary": {None}}
     assert ticks(later + dt.timedelta(minutes=3)) == {}
+
+
+def test_a_susy_model_failing_a_blocking_check_is_not_scored_until_a_version_passes(instance, now, ticks):
+    later = now + dt.timedelta(minutes=1)
+    materialize(instance, "susy_model", checks={"held_out_accuracy": False, "stored_model_intact": True})
+    assert ticks(later) == {}
+    assert ticks(later + dt.timedelta(minutes=1)) == {}
+    materialize(instance, "susy_model", checks={"held_out_accuracy": True, "stored_model_intact": True})
+    assert ticks(later + dt.timedelta(minutes=2)) == {"susy_evaluation": set(SUSY_CHUNKS.get_partition_keys())}
 
 
 def test_fruits_and_weather_follow_their_inputs(instance, now, ticks):

@@ -61,7 +61,7 @@ def one_cycle(config: CifarClassifierConfig, train_images: int) -> "keras.optimi
 
 @asset(
     code_version="2",
-    check_specs=[AssetCheckSpec("held_out_accuracy", asset="cifar_classifier",
+    check_specs=[AssetCheckSpec("held_out_accuracy", asset="cifar_classifier", blocking=True,
                                 description=f"held-out accuracy is at least {MIN_ACCURACY}")],
 )
 def cifar_classifier(context: AssetExecutionContext, config: CifarClassifierConfig, mongo: MongoResource,

@@ -78,7 +78,7 @@ def per_chunk(summaries: pd.DataFrame, model_id: str) -> pd.DataFrame:
     partitions_def=SUSY_CHUNKS,
     backfill_policy=BackfillPolicy.single_run(),
     automation_condition=RESCORE_ON_NEW_MODEL,
-    check_specs=[AssetCheckSpec("all_rows_scored", asset=ASSET_NAME,
+    check_specs=[AssetCheckSpec("all_rows_scored", asset=ASSET_NAME, blocking=True,
                                 description="every row of the chunks in the run was scored exactly once")],
 )
 def susy_evaluation(context: AssetExecutionContext, config: SusyEvaluationConfig, spark: SparkResource,

@@ -64,7 +64,7 @@ def held_out_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]
 
 @asset(
     code_version="1",
-    check_specs=[AssetCheckSpec("held_out_accuracy", asset="susy_model",
+    check_specs=[AssetCheckSpec("held_out_accuracy", asset="susy_model", blocking=True,
                                 description=f"held-out accuracy >= majority-class share + {MIN_LIFT}")],
 )
 def susy_model(context: AssetExecutionContext, config: SusyModelConfig, kafka: KafkaResource, mongo: MongoResource,

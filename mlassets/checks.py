@@ -1,0 +1,44 @@
+"""Blocking checks of the trained models: a version the model store cannot hand back intact is never scored or served.
+
+Each runs in its own step after the model's, in the same run; being blocking, a failure stops the assets below the
+model in that run (`susy_evaluation`, `inference_records`), and automation waits for a version that passes.
+"""
+
+import pandas as pd
+from dagster import AssetCheckResult, AssetChecksDefinition, MetadataValue, asset_check
+
+from mlassets.assets.iot.classifier import cifar_classifier
+from mlassets.assets.susy.model import susy_model
+from mlassets.models.store import ModelStore, ModelStoreError
+from mlassets.names import CIFAR_MODEL_COLLECTION, IMAGE_DATABASE, SUSY_DATABASE, SUSY_MODEL_COLLECTION
+from mlassets.resources import MongoResource
+
+INTEGRITY_CHECK = "stored_model_intact"
+INTEGRITY_DESCRIPTION = ("the model store holds this version complete, and its architecture and weights hash to the "
+                         "sha256 the asset recorded")
+
+
+def stored_model_result(store: ModelStore, record: pd.DataFrame) -> AssetCheckResult:
+    """Passed when the store hands back the record's model version verified, with the record's sha256."""
+    row = record.iloc[0]
+    model_id, recorded = str(row["model_id"]), str(row["sha256"])
+    try:
+        _, blob, stored = store.load_bytes(model_id)  # verifies the blob against the store's own sha256
+    except ModelStoreError as exc:
+        return AssetCheckResult(passed=False, metadata={"model_id": model_id, "error": MetadataValue.text(str(exc))})
+    return AssetCheckResult(passed=stored.sha256 == recorded, metadata={
+        "model_id": model_id, "sha256_recorded": recorded, "sha256_stored": stored.sha256, "weights_bytes": len(blob),
+    })
+
+
+@asset_check(asset=susy_model, name=INTEGRITY_CHECK, blocking=True, description=INTEGRITY_DESCRIPTION)
+def susy_model_intact(mongo: MongoResource, susy_model: pd.DataFrame) -> AssetCheckResult:
+    return stored_model_result(mongo.model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION), susy_model)
+
+
+@asset_check(asset=cifar_classifier, name=INTEGRITY_CHECK, blocking=True, description=INTEGRITY_DESCRIPTION)
+def cifar_classifier_intact(mongo: MongoResource, cifar_classifier: pd.DataFrame) -> AssetCheckResult:
+    return stored_model_result(mongo.model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION), cifar_classifier)
+
+
+MODEL_CHECKS: list[AssetChecksDefinition] = [susy_model_intact, cifar_classifier_intact]

@@ -286,10 +286,13 @@ class StepEvents:
 
 
 def _step_assets(graph: Any, step_key: str) -> Iterable[str]:
-    """The assets a failed step was to materialise (its step key names the asset or the multi-asset op)."""
+    """The assets a failed step was to materialise (its step key names the asset or the multi-asset op), or whose
+    blocking check it ran (an `@asset_check` step: its asset counts as failed, so later steps skip what reads it)."""
     keys = [k.to_user_string() for k in graph.get_all_asset_keys()
             if graph.get(k).is_materializable and graph.get(k).assets_def.node_def.name == step_key]
-    return keys or [step_key]
+    checked = [k.asset_key.to_user_string() for k in graph.asset_check_keys
+               if graph.assets_def_for_key(k).node_def.name == step_key]
+    return keys or checked or [step_key]
 
 
 def _one_line(message: str) -> str:

@@ -47,3 +47,15 @@ def test_a_second_run_keeps_what_is_up_to_date_and_reruns_what_changed(tmp_path:
     assert run(everything=True) == everything_ran
     env["FIXTURE_SOURCE_VERSION"] = "b"  # the data changed: the model is stale
     assert run() == ({"source", "model", "stream"}, {"constant"})
+
+
+def test_a_failed_blocking_check_step_stops_what_reads_its_asset_in_later_steps(tmp_path: Path) -> None:
+    from mlassets_tests.fixtures import blocking_defs
+
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    outcome = materialize_steps(blocking_defs.defs, blocking_defs.__name__, env, Console(tmp_path / "main.log"))
+    assert ("model", "model_intact", False, "ERROR") in outcome.checks
+    assert outcome.failed == {"model": "model: model_intact"}  # the last line of DagsterAssetCheckFailedError
+    assert outcome.skipped == {"daily_scores"}
+    assert "unrelated" in outcome.materialized and not outcome.ok

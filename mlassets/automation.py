@@ -52,3 +52,8 @@ DAY_TABLES: AC = (TODAY_FOLLOWS_RECORDS | PREVIOUS_DAY_CLOSED).with_label("day t
 RESCORE_ON_NEW_MODEL: AC = FOLLOWS_INPUTS.with_label("rescored by each new model version")
 """Every chunk of `susy_evaluation` is scored again when `susy_model` (or a chunk of `susy_test_scaled`) is
 materialised again and the model passed its blocking checks."""
+
+RECORDS_FRESHNESS = FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=3), warn_window=dt.timedelta(hours=1))
+"""`inference_records` and the day tables that follow it: a warning after an hour without a materialisation, failing
+(overdue in the UI) after three, as when the drain stalls or the lag sensor is off while producers keep sending.
+Evaluated by the daemon's freshness loop (Dagster's default: `freshness: enabled: true`)."""

@@ -12,7 +12,7 @@ from pymongo import ReplaceOne
 from pymongo.collection import Collection
 
 from mlassets.assets.iot.inference import INFERENCE_COLLECTION, INFERENCE_DATABASE, inference_records
-from mlassets.automation import DAY_TABLES
+from mlassets.automation import DAY_TABLES, RECORDS_FRESHNESS
 from mlassets.metadata import column_schema, markdown_table
 from mlassets.partitions import INFERENCE_DAYS
 from mlassets.resources import LakeResource, MongoResource, SparkResource
@@ -140,6 +140,7 @@ def _day_table_asset(name: str, rate: str) -> dict[str, Any]:
         "partitions_def": INFERENCE_DAYS,
         "backfill_policy": BackfillPolicy.single_run(),
         "automation_condition": DAY_TABLES,
+        "freshness_policy": RECORDS_FRESHNESS,
         "kinds": {"spark", "mongodb", "parquet"},
         "check_specs": [
             AssetCheckSpec("totals_match_records", asset=name,

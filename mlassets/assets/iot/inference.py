@@ -9,6 +9,7 @@ from pydantic import Field
 
 from mlassets.assets.iot.classifier import MODEL_COLLECTION, MODEL_DATABASE
 from mlassets.assets.iot.stream import image_data, sample_image_messages
+from mlassets.automation import RECORDS_FRESHNESS
 from mlassets.metadata import markdown_table
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.streaming.dead_letters import dlq_topic
@@ -33,6 +34,7 @@ class InferenceRecordsConfig(Config):
 @asset(
     deps=[image_data, sample_image_messages],
     kinds={"kafka", "mongodb", "tensorflow"},
+    freshness_policy=RECORDS_FRESHNESS,
     check_specs=[AssetCheckSpec("no_dead_letters", asset="inference_records",
                                 description="every message of the drain was a well-formed image message")],
 )

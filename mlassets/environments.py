@@ -1,9 +1,14 @@
-"""Per-environment resource bindings read from resources/<env>.yaml, `${VAR}` becoming a dagster EnvVar."""
+"""Per-environment resource bindings read from mlassets/resources/<env>.yaml, `${VAR}` becoming a dagster EnvVar.
+
+The YAML files are package data: a built wheel finds them in the installed package.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,7 @@ from mlassets.pipes.emr import EMRPipesResource
 from mlassets.resources.lake import SCHEME
 from mlassets.resources.spark import with_s3a
 
-RESOURCES_DIR = PROJECT_ROOT / "resources"
+RESOURCES_DIR: Traversable = files("mlassets.resources")  # <env>.yaml beside the resource types
 # Settings that hold a local path: a relative value means a place in the project, whatever the working directory
 # (Ivy, for one, refuses a relative `spark.jars.ivy`).
 PATH_SETTINGS = frozenset({"datasets.data_dir", "lake.root", "spark.spark_config.spark.jars.ivy",
@@ -48,9 +53,9 @@ class EnvironmentError_(ValueError):
     """A resources/<env>.yaml that is missing, malformed or has a bad value; names the file and key."""
 
 
-def available_environments(resources_dir: Path = RESOURCES_DIR) -> list[str]:
+def available_environments(resources_dir: Traversable = RESOURCES_DIR) -> list[str]:
     """The environment names that have a resources/<name>.yaml."""
-    return sorted(p.stem for p in resources_dir.glob("*.yaml"))
+    return sorted(p.name.removesuffix(".yaml") for p in resources_dir.iterdir() if p.name.endswith(".yaml"))
 
 
 def project_path(value: str) -> str:
@@ -60,14 +65,14 @@ def project_path(value: str) -> str:
     return str(PROJECT_ROOT / value)
 
 
-def _resolve(value: Any, file: Path, key: str, top_level: bool) -> Any:
+def _resolve(value: Any, file: Traversable, key: str, top_level: bool) -> Any:
     resolved = _resolve_vars(value, file, key, top_level)
     if key in PATH_SETTINGS and isinstance(resolved, str) and not isinstance(resolved, EnvVar):
         return project_path(resolved)
     return resolved
 
 
-def _resolve_vars(value: Any, file: Path, key: str, top_level: bool) -> Any:
+def _resolve_vars(value: Any, file: Traversable, key: str, top_level: bool) -> Any:
     if isinstance(value, dict):
         return {k: _resolve(v, file, f"{key}.{k}", False) for k, v in value.items()}
     if isinstance(value, list):
@@ -85,7 +90,57 @@ def _resolve_vars(value: Any, file: Path, key: str, top_level: bool) -> Any:
     return ANY_VAR.sub(lambda m: os.environ[m.group(1)], value)
 
 
-def load_environment(name: str, resources_dir: Path = RESOURCES_DIR) -> dict[str, Any]:
+def derived_spark_settings(mongo: MongoResource, lake: LakeResource) -> dict[str, tuple[str, Any]]:
+    """Spark's settings that repeat a value of the mongo or lake resource: setting -> (where it comes from, value).
+
+    The connector reads and writes the `mongo` server; S3A reaches the lake's endpoint (MinIO or moto: path-style
+    addressing, TLS as the endpoint's scheme says) with the lake's keys. Values may still be EnvVars.
+    """
+    derived: dict[str, tuple[str, Any]] = {
+        "spark.mongodb.read.connection.uri": ("mongo.uri", mongo.uri),
+        "spark.mongodb.write.connection.uri": ("mongo.uri", mongo.uri),
+    }
+    if lake.endpoint_url:
+        endpoint = ("lake.endpoint_url", lake.endpoint_url)
+        derived.update({
+            "spark.hadoop.fs.s3a.endpoint": endpoint,
+            "spark.hadoop.fs.s3a.endpoint.region": ("lake.region", lake.region),
+            "spark.hadoop.fs.s3a.path.style.access": ("lake.endpoint_url", "true"),
+            "spark.hadoop.fs.s3a.connection.ssl.enabled": endpoint,  # "true"/"false" once the value is known
+        })
+    if lake.access_key_id:
+        derived["spark.hadoop.fs.s3a.access.key"] = ("lake.access_key_id", lake.access_key_id)
+    if lake.secret_access_key:
+        derived["spark.hadoop.fs.s3a.secret.key"] = ("lake.secret_access_key", lake.secret_access_key)
+    return derived
+
+
+def _spark_config(config: dict[str, Any], mongo: MongoResource, lake: LakeResource,
+                  file: Traversable) -> dict[str, Any]:
+    """The spark resource's settings with those derived from mongo and lake (the YAML's own values win).
+
+    spark_config is one mapping, which cannot hold an EnvVar: a derived value bound to `${VAR}` (prod's Mongo URI,
+    docker's MinIO keys) is read now, as the YAML's nested `${VAR}` values are, while the mongo and lake resources
+    keep their EnvVar.
+    """
+    derived = {}
+    for setting, (source, value) in derived_spark_settings(mongo, lake).items():
+        if setting in config:
+            continue
+        if isinstance(value, EnvVar):
+            name, value = value.env_var_name, value.get_value()
+            if value is None:
+                raise EnvironmentError_(f"{file}: spark.spark_config.{setting}: environment variable {name} "
+                                        f"(from {source}) is not set")
+        if setting == "spark.hadoop.fs.s3a.connection.ssl.enabled":
+            value = str(value.lower().startswith("https://")).lower()
+        derived[setting] = value
+    config = {**config, **derived}
+    # a lake root read at run time (prod's EnvVar) is taken for an object store: every deployed lake is one
+    return with_s3a(config) if isinstance(lake.root, EnvVar) or lake.is_s3 else config
+
+
+def load_environment(name: str, resources_dir: Traversable = RESOURCES_DIR) -> dict[str, Any]:
     """Every resource key bound for environment `name`, plus the lake IO manager."""
     valid = available_environments(resources_dir)
     if name not in valid:
@@ -110,9 +165,9 @@ def load_environment(name: str, resources_dir: Path = RESOURCES_DIR) -> dict[str
         if not isinstance(config, dict):
             raise EnvironmentError_(f"{file}: {key}: expected a mapping of settings, got {config!r}")
         resolved = {field: _resolve(value, file, f"{key}.{field}", True) for field, value in config.items()}
-        # a lake root read at run time (prod's EnvVar) is taken for an object store: every deployed lake is one
-        if key == "spark" and (isinstance(resources["lake"].root, EnvVar) or resources["lake"].is_s3):
-            resolved["spark_config"] = with_s3a(resolved.get("spark_config") or {})
+        if key == "spark":
+            resolved["spark_config"] = _spark_config(resolved.get("spark_config") or {}, resources["mongo"],
+                                                     resources["lake"], file)
         try:
             resources[key] = cls(**resolved)
         except ValidationError as exc:

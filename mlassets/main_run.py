@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from dagster import AssetKey
 
-from mlassets.environment_choice import DEFAULT_ENVIRONMENT, ENV_VAR
+from mlassets.environment_choice import DEFAULT_ENVIRONMENT, choose_environment
 from mlassets.jobs import DATASETS_RESOURCE
 from mlassets.paths import DAGSTER_HOME, LOG_DIR, PROJECT_ROOT
 
@@ -83,22 +83,23 @@ class Outcome:
 def run_main(environment: str, everything: bool = False) -> int:
     """Start the stack, resolve the Spark jars, materialise every asset, print the summary; 0 when all went well."""
     started = time.monotonic()
-    os.environ[ENV_VAR] = environment  # the definitions loaded here and in every `dagster` command bind it
+    choose_environment(environment)  # the definitions loaded here and in every `dagster` command bind it
     console = Console(LOG_DIR / f"main-{dt.datetime.now():%Y%m%d-%H%M%S}.log")
     _warnings_to_log(console)
     console.say(f"mlassets main run, environment {environment!r}; full log: {console.log_file}")
-    from mlassets.environments import load_environment
+    from mlassets import definitions
     from mlassets.stack import LocalStack, StackSettings
 
-    resources = load_environment(environment)
+    if definitions.ENVIRONMENT != environment:
+        raise RuntimeError(f"this process loaded the definitions of {definitions.ENVIRONMENT!r} already")
+    defs = definitions.defs
+    resources = defs.resources  # the environment is loaded once, by the definitions
     if environment == DEFAULT_ENVIRONMENT:
         console.say("local stack:")
         LocalStack(StackSettings.from_env()).up(report=console.phase)
     console.say("Spark jars:")
     _resolve_spark_jars(resources["spark"].spark_config, environment, console)
     env = _dagster_env()
-    from mlassets.definitions import defs
-
     outcome = materialize_steps(defs, "mlassets.definitions", env, console, everything)
     _summary(console, outcome, resources, time.monotonic() - started, env["DAGSTER_HOME"])
     return 0 if outcome.ok else 1

@@ -4,12 +4,14 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import EnvVar
 
 from mlassets.environments import EnvironmentError_, available_environments, load_environment
 from mlassets_tests.conftest import dagster_cli
 
 REPO = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = REPO / "mlassets" / "resources"  # the <env>.yaml files
 PROD_VARS = {
     "MLASSETS_KAFKA_BOOTSTRAP": "broker-1:9096", "MLASSETS_KAFKA_USERNAME": "u", "MLASSETS_KAFKA_PASSWORD": "p",
     "MLASSETS_MONGO_URI": "mongodb://db:27017/", "MLASSETS_LAKE_ROOT": "s3://bucket/lake",
@@ -49,7 +51,7 @@ def test_unknown_environment_lists_the_valid_ones() -> None:
 
 def test_bad_value_names_file_and_key(tmp_path: Path) -> None:
     folder = tmp_path
-    text = (REPO / "resources" / "local.yaml").read_text().replace(
+    text = (ENVIRONMENTS / "local.yaml").read_text().replace(
         "kafka:\n  bootstrap_servers", "kafka:\n  request_timeout_ms: soon\n  bootstrap_servers")
     (folder / "local.yaml").write_text(text)
     with pytest.raises(EnvironmentError_, match=r"local.yaml: kafka.request_timeout_ms: Input should be a valid integer"):
@@ -67,7 +69,7 @@ def test_unknown_and_missing_keys(tmp_path: Path) -> None:
 
 def test_unset_nested_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLASSETS_SPARK_MASTER", raising=False)
-    (tmp_path / "prod.yaml").write_text((REPO / "resources" / "prod.yaml").read_text())
+    (tmp_path / "prod.yaml").write_text((ENVIRONMENTS / "prod.yaml").read_text())
     with pytest.raises(EnvironmentError_, match=r"prod.yaml: spark.spark_config.spark.master: environment variable"):
         load_environment("prod", tmp_path)
 
@@ -164,3 +166,74 @@ def test_a_relative_setting_is_taken_from_the_project_root(user_shell: Path,
     local = load_environment("local")
     assert local["datasets"].data_dir == str(PROJECT_ROOT / "elsewhere" / "data")
     assert local["spark"].spark_config["spark.jars.ivy"] == str(user_shell / "ivy")
+
+
+# Per environment: the Mongo URI, S3 endpoint and keys that Spark gets, and the variables they are written with.
+DERIVED = {
+    "local": ("mongodb://127.0.0.1:27017/", "http://127.0.0.1:9000", "local", "local"),
+    "docker": ("mongodb://mongo:27017/", "http://minio:9000", "minio", "minio-secret"),
+    "prod": ("mongodb://db:27017/", None, None, None),  # AWS: S3A's default endpoint, the instance role's keys
+}
+S3A = {"endpoint": "spark.hadoop.fs.s3a.endpoint", "access": "spark.hadoop.fs.s3a.access.key",
+       "secret": "spark.hadoop.fs.s3a.secret.key"}
+
+
+@pytest.mark.parametrize("env", sorted(DERIVED))
+def test_spark_gets_the_mongo_and_lake_values(env: str, user_shell: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINIO_ROOT_USER", "minio")
+    monkeypatch.setenv("MINIO_ROOT_PASSWORD", "minio-secret")
+    if env == "prod":
+        for name, value in PROD_VARS.items():
+            monkeypatch.setenv(name, value)
+    resources = load_environment(env)
+    spark = resources["spark"].spark_config
+    uri, endpoint, access, secret = DERIVED[env]
+    assert spark["spark.mongodb.read.connection.uri"] == spark["spark.mongodb.write.connection.uri"] == uri
+    assert spark.get(S3A["endpoint"]) == endpoint
+    assert spark.get(S3A["access"]) == access and spark.get(S3A["secret"]) == secret
+    if endpoint:  # MinIO: path-style, plain http, the lake's region
+        assert spark["spark.hadoop.fs.s3a.path.style.access"] == "true"
+        assert spark["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
+        assert spark["spark.hadoop.fs.s3a.endpoint.region"] == resources["lake"].region
+    # each value is written once in the file: the variables of mongo and lake appear nowhere else
+    text = (ENVIRONMENTS / f"{env}.yaml").read_text()
+    raw = yaml.safe_load(text)
+    for value in [raw["mongo"]["uri"], *(raw["lake"].get(k) for k in ("endpoint_url", "access_key_id",
+                                                                      "secret_access_key"))]:
+        if value is not None:
+            assert text.count(value) == 1, value
+
+
+def test_derived_secrets_stay_env_vars_in_their_resources(user_shell: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINIO_ROOT_USER", "minio")
+    monkeypatch.setenv("MINIO_ROOT_PASSWORD", "minio-secret")
+    docker = load_environment("docker")
+    assert docker["lake"].access_key_id == EnvVar("MINIO_ROOT_USER")
+    assert docker["lake"].secret_access_key == EnvVar("MINIO_ROOT_PASSWORD")
+    for name, value in PROD_VARS.items():
+        monkeypatch.setenv(name, value)
+    assert load_environment("prod")["mongo"].uri == EnvVar("MLASSETS_MONGO_URI")
+
+
+def test_an_unset_variable_behind_a_derived_setting_is_named(user_shell: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in PROD_VARS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLASSETS_MONGO_URI")
+    expected = (r"prod.yaml: spark.spark_config.spark.mongodb.read.connection.uri: "
+                r"environment variable MLASSETS_MONGO_URI \(from mongo.uri\) is not set")
+    with pytest.raises(EnvironmentError_, match=expected):
+        load_environment("prod")
+
+
+def test_a_spark_setting_in_the_yaml_wins_over_the_derived_one(user_shell: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLASSETS_S3_ENDPOINT", "https://s3.example:443")
+    text = (ENVIRONMENTS / "local.yaml").read_text().replace(
+        "  spark_config:\n", "  spark_config:\n    spark.mongodb.write.connection.uri: mongodb://elsewhere:27017/\n")
+    (tmp_path / "local.yaml").write_text(text)
+    spark = load_environment("local", tmp_path)["spark"].spark_config
+    assert spark["spark.mongodb.write.connection.uri"] == "mongodb://elsewhere:27017/"
+    assert spark["spark.mongodb.read.connection.uri"] == "mongodb://127.0.0.1:27017/"
+    assert spark[S3A["endpoint"]] == "https://s3.example:443"
+    assert spark["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"

@@ -11,6 +11,7 @@ from mlassets.environments import load_environment
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
+PROD_YAML = REPO / "mlassets" / "resources" / "prod.yaml"
 # The keys the chart's schema (helm/dagster/schema, K8sRunLauncherConfig and UserDeployment) accepts that we use.
 RUN_LAUNCHER_KEYS = {"image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig", "kubeconfigFile",
                      "envConfigMaps", "envSecrets", "envVars", "volumeMounts", "volumes", "labels",
@@ -69,7 +70,7 @@ def test_user_deployment_serves_the_code_location(deployment: dict) -> None:
 
 
 def test_every_prod_variable_comes_from_values_or_the_secret(deployment: dict) -> None:
-    needed = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", (REPO / "resources" / "prod.yaml").read_text()))
+    needed = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", PROD_YAML.read_text()))
     secret = yaml.safe_load((K8S / "secret.example.yaml").read_text())
     assert [s["name"] for s in deployment["envSecrets"]] == [secret["metadata"]["name"]]
     assert set(secret["stringData"].values()) == {""}  # an example, never a filled-in secret
@@ -114,7 +115,7 @@ def test_spark_on_kubernetes_settings_match_the_deployment(values: dict, deploym
 
 def test_prod_spark_config_and_the_k8s_defaults_make_one_consistent_session_config(
         monkeypatch: pytest.MonkeyPatch, deployment: dict, spark_defaults: dict[str, str]) -> None:
-    for name in re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", (REPO / "resources" / "prod.yaml").read_text()):
+    for name in re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", PROD_YAML.read_text()):
         monkeypatch.setenv(name, "x")
     monkeypatch.setenv("MLASSETS_SPARK_MASTER", env_of(deployment)["MLASSETS_SPARK_MASTER"]["value"])
     prod = load_environment("prod")["spark"].spark_config

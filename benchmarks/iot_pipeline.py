@@ -113,10 +113,8 @@ def pipeline(stack: LocalStack) -> None:
 
 def error_table(stack: LocalStack) -> None:
     """producer_error_counts' Spark job over TABLE_DOCS records vs the server's own $group count of them."""
-    from dagster import TimeWindow
-
-    from mlassets.assets.iot.error_tables import count_producer_errors, inference_days
     from mlassets.environments import load_environment
+    from mlassets.tables.error_tables import Window, count_producer_errors, inference_days
 
     database = f"bench_tables_{uuid.uuid4().hex[:8]}"
     collection = MongoResource(uri=stack.settings.mongo_uri).client()[database]["inferences"]
@@ -131,7 +129,7 @@ def error_table(stack: LocalStack) -> None:
             "sent_at": day} for i in range(n)], ordered=False)
     os.environ.update({"MLASSETS_MONGO_URI": stack.settings.mongo_uri, "MLASSETS_SPARK_MASTER": "local[*]"})
     spark = load_environment("local")["spark"].spark_session
-    window = TimeWindow(day, day + dt.timedelta(days=1))
+    window = Window(day, day + dt.timedelta(days=1))
     count_producer_errors(inference_days(spark, window, database))  # warm-up: jars, JVM, connector
     start = time.perf_counter()
     table = count_producer_errors(inference_days(spark, window, database))

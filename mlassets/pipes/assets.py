@@ -1,4 +1,4 @@
-"""Assets computed by the Spark scripts of deploy/emr through Pipes, twins of in-process assets (same key and checks)."""
+"""Pipes twins of in-process assets (same key and checks), computed by the Spark scripts in mlassets/pipes/scripts."""
 
 from collections.abc import Iterator
 
@@ -19,7 +19,7 @@ from mlassets.resources import LakeResource, MongoResource
 def producer_error_counts_pipes(context: AssetExecutionContext, config: DayTablesConfig, emr: EMRPipesResource,
                                 lake: LakeResource, mongo: MongoResource
                                 ) -> Iterator[MaterializeResult | AssetCheckResult]:
-    """producer_error_counts computed by deploy/emr/producer_error_counts.py through Pipes (EMR in prod)."""
+    """producer_error_counts computed by scripts/producer_error_counts.py through Pipes (EMR in prod)."""
     invocation = emr.run(context, "producer_error_counts.py",
                          extras={"database": config.database, "lake_root": lake.root,
                                  "lake_endpoint_url": lake.endpoint_url},

@@ -1,4 +1,7 @@
-"""The resource that runs the Spark scripts of deploy/emr through Dagster Pipes: spark-submit here, or EMR."""
+"""The resource that runs the Spark scripts of mlassets/pipes/scripts through Pipes: spark-submit here, or EMR.
+
+The scripts are package data: an installed wheel submits its own copy.
+"""
 
 import shutil
 import sys
@@ -12,13 +15,13 @@ from pydantic import Field
 
 from mlassets.resources.spark import MONGO_CONNECTOR_PACKAGE, S3A_PACKAGE
 
-SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "emr"
+SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"  # spark-submit takes a file: a real path
 BOOTSTRAP = "bootstrap.sh"
 LOCAL_PACKAGES = f"{MONGO_CONNECTOR_PACKAGE},{S3A_PACKAGE}"
 
 
 class EMRPipesResource(ConfigurableResource):
-    """Where the Spark scripts of deploy/emr run: `subprocess` (spark-submit here) or `emr` (one cluster per run)."""
+    """Where the Spark scripts run: `subprocess` (spark-submit here) or `emr` (one transient cluster per run)."""
 
     launcher: str = Field(default="subprocess", description="`subprocess`: spark-submit on this machine; "
                                                             "`emr`: a transient EMR cluster through PipesEMRClient.")
@@ -28,7 +31,7 @@ class EMRPipesResource(ConfigurableResource):
     spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra --conf key=value for spark-submit.")
     region: str = Field(default="us-east-1", description="AWS region of EMR, S3 and Secrets Manager.")
     endpoint_url: str | None = Field(default=None, description="AWS endpoint override (moto in tests); None for AWS.")
-    scripts_uri: str | None = Field(default=None, description="emr: s3://bucket/prefix holding deploy/emr/* "
+    scripts_uri: str | None = Field(default=None, description="emr: s3://bucket/prefix holding the scripts "
                                                               "(upload_scripts) and the mlassets wheel.")
     wheel_name: str = Field(default="mlassets-0.1.0-py3-none-any.whl",
                             description="emr: the wheel below scripts_uri that bootstrap.sh installs.")
@@ -49,13 +52,13 @@ class EMRPipesResource(ConfigurableResource):
         return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
 
     def script_uri(self, name: str) -> str:
-        """The s3:// URI of a file of deploy/emr after upload_scripts."""
+        """The s3:// URI of a script (or the wheel) after upload_scripts."""
         if not self.scripts_uri:
-            raise Failure("emr.scripts_uri is not set: it is the s3:// prefix where deploy/emr is uploaded")
+            raise Failure("emr.scripts_uri is not set: it is the s3:// prefix where the scripts are uploaded")
         return f"{self.scripts_uri.rstrip('/')}/{name}"
 
     def upload_scripts(self, wheel: Path | None = None) -> list[str]:
-        """Upload deploy/emr/* (and the mlassets wheel, when given) below scripts_uri; returns the URIs."""
+        """Upload the scripts (and the mlassets wheel, when given) below scripts_uri; returns the URIs."""
         s3, uris = self._client("s3"), []
         files = sorted(p for p in SCRIPTS_DIR.iterdir() if p.suffix in (".py", ".sh"))
         for path in files + ([wheel] if wheel else []):
@@ -110,7 +113,7 @@ class EMRPipesResource(ConfigurableResource):
 
     def run(self, context: AssetExecutionContext, script: str, extras: dict[str, Any],
             env: Mapping[str, str] | None = None, emr_client: Any = None) -> PipesClientCompletedInvocation:
-        """Run a script of deploy/emr through Pipes and return what it reported; a failed step raises Failure."""
+        """Run a script of SCRIPTS_DIR through Pipes and return what it reported; a failed step raises Failure."""
         extras = {"region": self.region, **extras}
         if self.launcher == "subprocess":
             return self._run_subprocess(context, script, extras, env or {})

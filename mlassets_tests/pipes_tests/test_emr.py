@@ -144,7 +144,9 @@ def test_unknown_script_and_missing_settings_are_named(emr: EMRPipesResource) ->
     with pytest.raises(Failure, match="scripts_uri is not set"):
         EMRPipesResource(launcher="emr").script_uri("bootstrap.sh")
     assert {p.name for p in SCRIPTS_DIR.iterdir()} >= {"bootstrap.sh", "producer_error_counts.py"}
-    assert "COPY deploy/emr ./deploy/emr" in (REPO / "deploy" / "docker" / "Dockerfile").read_text()
+    # the scripts are package data: the image's copy of the package holds them (the wheel: deploy_tests/test_wheel.py)
+    assert SCRIPTS_DIR.parent == REPO / "mlassets" / "pipes"
+    assert "COPY mlassets ./mlassets" in (REPO / "deploy" / "docker" / "Dockerfile").read_text()
 
 
 @pytest.fixture

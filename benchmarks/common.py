@@ -33,9 +33,10 @@ def machine() -> dict[str, Any]:
 
 
 def report(name: str, figure: float, ceiling: float, unit: str, **extra: Any) -> dict[str, Any]:
-    """Print one JSON line: the figure, the raw ceiling measured in the same run, and their ratio."""
+    """Print one JSON line: the figure, the raw ceiling measured in the same run, their ratio and the load average."""
     line = {"benchmark": name, "figure": round(figure, 2), "ceiling": round(ceiling, 2), "unit": unit,
-            "ratio": round(figure / ceiling, 4) if ceiling else None, **extra, "machine": machine()}
+            "ratio": round(figure / ceiling, 4) if ceiling else None,
+            "load_average": [round(x, 2) for x in os.getloadavg()], **extra, "machine": machine()}
     print(json.dumps(line), flush=True)
     return line
 

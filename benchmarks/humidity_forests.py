@@ -74,7 +74,7 @@ def run(stack: object = None) -> None:
     xgb = records["humidity_model_xgboost"]
     _pair("humidity_xgboost_fit", xgb, records["humidity_model_xgboost_spark"], rows, rounds=int(xgb["n_trees"]),
           params=json.loads(xgb["params"]), search_trials=XGB_TRIALS, search_s=round(float(search_seconds), 1),
-          load_average=os.getloadavg()[0], spark_master=master)
+          spark_master=master)
 
 
 if __name__ == "__main__":

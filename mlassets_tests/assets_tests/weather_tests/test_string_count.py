@@ -11,7 +11,8 @@ from mlassets.assets.weather.string_count import (
     key_codes,
     key_names,
     numpy_counts,
-    spark_keys,
+    spark_codes,
+    spark_counts,
     string_count_benchmark,
     xxhash64_long,
 )
@@ -26,9 +27,11 @@ def test_numpy_xxhash64_equals_sparks(spark) -> None:
         assert xxhash64_long(np.array(values, dtype=np.int64), seeded).view(np.int64).tolist() == got
 
 
-def test_spark_and_numpy_generate_the_same_keys(spark) -> None:
-    keys = [r["key"] for r in spark_keys(spark, 2000, 5, 3).collect()]
-    assert keys == key_names()[key_codes(0, 2000, 5)].tolist()
+def test_spark_and_numpy_generate_and_count_the_same_codes(spark) -> None:
+    codes = [r["code"] for r in spark_codes(spark, 2000, 5, 3).collect()]
+    assert codes == key_codes(0, 2000, 5).tolist()
+    counts = spark_counts(spark, 20_000, 5, 3)
+    assert counts.shape == (KEY_SPACE,) and (counts == numpy_counts(20_000, 5, 6_000)).all()
 
 
 def test_keys_are_the_3_letter_strings() -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from kafka.admin import NewTopic
 
 from mlassets.datasets.cifar10 import LABELS, read_cifar10
+from mlassets.names import INFERENCE_COLLECTION, dlq_topic
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import LocalStack
 from mlassets.streaming.image_producer import produce_images
@@ -54,7 +55,7 @@ def _bare_images_per_s(classify, sample: np.ndarray) -> float:
 def _new_topic(kafka: KafkaResource) -> str:
     topic = f"bench_images_{uuid.uuid4().hex[:8]}"
     admin = kafka.admin()
-    admin.create_topics([NewTopic(topic, 4, 1), NewTopic(f"{topic}.dlq", 1, 1)])
+    admin.create_topics([NewTopic(topic, 4, 1), NewTopic(dlq_topic(topic), 1, 1)])
     admin.close()
     return topic
 
@@ -117,7 +118,7 @@ def error_table(stack: LocalStack) -> None:
     from mlassets.tables.error_tables import Window, count_producer_errors, inference_days
 
     database = f"bench_tables_{uuid.uuid4().hex[:8]}"
-    collection = MongoResource(uri=stack.settings.mongo_uri).client()[database]["inferences"]
+    collection = MongoResource(uri=stack.settings.mongo_uri).client()[database][INFERENCE_COLLECTION]
     rng = np.random.default_rng(0)
     day = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
     for offset in range(0, TABLE_DOCS, 20_000):

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mlassets.datasets.susy import FEATURES, find_susy, read_susy
+from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION, SUSY_MODEL_NAME
 from mlassets.resources import KafkaResource
 from mlassets.stack import LocalStack
 from mlassets.streaming.susy_messages import encode_train_rows, ensure_topic, produce_train_rows
@@ -103,7 +104,6 @@ def store_model(mongo_uri: str) -> str:
     """Train the SUSY MLP on the sample's train rows (2 epochs) and save it in the model store; its model id."""
     import keras
 
-    from mlassets.assets.susy.model import MODEL_COLLECTION, MODEL_DATABASE, MODEL_NAME
     from mlassets.models.susy_mlp import build_susy_mlp
     from mlassets.models.susy_scorer import StandardScaler
     from mlassets.resources import MongoResource
@@ -115,8 +115,8 @@ def store_model(mongo_uri: str) -> str:
     model.compile(optimizer="adam", loss="binary_crossentropy")
     model.fit(scaler.transform(train[list(FEATURES)].to_numpy()), train["label"].to_numpy(np.float32), epochs=2,
               batch_size=64, verbose=0)
-    store = MongoResource(uri=mongo_uri).model_store(MODEL_DATABASE, MODEL_COLLECTION)
-    return store.save(MODEL_NAME, model, extras=scaler.extras(), metadata={"benchmark": True}).model_id
+    store = MongoResource(uri=mongo_uri).model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION)
+    return store.save(SUSY_MODEL_NAME, model, extras=scaler.extras(), metadata={"benchmark": True}).model_id
 
 
 def _child_run(rows: int, model_id: str, mongo_uri: str) -> dict:
@@ -171,11 +171,10 @@ class KerasCeiling:
     """Bare Keras predict (scaling included) of the stored model on an in-memory array of the sample's features."""
 
     def __init__(self, model_id: str, mongo_uri: str) -> None:
-        from mlassets.assets.susy.model import MODEL_COLLECTION, MODEL_DATABASE
         from mlassets.models.susy_scorer import SusyScorer
         from mlassets.resources import MongoResource
 
-        store = MongoResource(uri=mongo_uri).model_store(MODEL_DATABASE, MODEL_COLLECTION)
+        store = MongoResource(uri=mongo_uri).model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION)
         self.scorer = SusyScorer.from_bytes(*store.load_bytes(model_id)[:2])
         _, features = _sample()
         self.array = np.tile(features, (-(-CEILING_ROWS // len(features)), 1))[:CEILING_ROWS]

@@ -7,10 +7,9 @@ import json
 from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
-from mlassets.assets.iot.classifier import MODEL_COLLECTION, MODEL_DATABASE
+from mlassets.names import CIFAR_MODEL_COLLECTION, IMAGE_DATABASE, dlq_topic
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
-from mlassets.streaming.dead_letters import dlq_topic
 
 
 def small_model_id(mongo: MongoResource) -> str:
@@ -21,7 +20,7 @@ def small_model_id(mongo: MongoResource) -> str:
 
     keras.utils.set_random_seed(0)
     model = build_cifar_resnet(1)
-    return mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).save("cifar_classifier_test", model).model_id
+    return mongo.model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION).save("cifar_classifier_test", model).model_id
 
 
 def create_topic(stack: StackSettings, topic: str, partitions: int = 4,

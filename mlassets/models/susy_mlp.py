@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlassets.datasets.susy import N_FEATURES
+from mlassets.names import SUSY_MODEL_NAME
 
 if TYPE_CHECKING:
     import keras
@@ -24,4 +25,4 @@ def build_susy_mlp(n_features: int = N_FEATURES) -> "keras.Model":
         layers.Dense(128, activation="relu"),
         layers.Dropout(0.4),
         layers.Dense(1, activation="sigmoid", name="signal_probability"),
-    ], name="susy_mlp")
+    ], name=SUSY_MODEL_NAME)

@@ -5,6 +5,7 @@ from pydantic import Field, PrivateAttr
 from pymongo import MongoClient
 
 from mlassets.models.store import ModelStore
+from mlassets.names import SUSY_MODEL_COLLECTION
 
 
 class MongoResource(ConfigurableResource):
@@ -21,7 +22,7 @@ class MongoResource(ConfigurableResource):
                                        tz_aware=True)
         return self._client
 
-    def model_store(self, database: str, collection: str = "MLModels") -> ModelStore:
+    def model_store(self, database: str, collection: str = SUSY_MODEL_COLLECTION) -> ModelStore:
         """The Keras model store kept in database.collection."""
         return ModelStore(self.client()[database], collection)
 

@@ -6,9 +6,8 @@ import os
 from dagster import (AssetKey, AssetObservation, AssetSelection, DefaultSensorStatus, MetadataValue, RunRequest,
                      SensorDefinition, SensorEvaluationContext, SensorResult, SkipReason, sensor)
 
+from mlassets.names import IMAGE_TOPIC, INFERENCE_GROUP
 from mlassets.resources import KafkaResource
-from mlassets.streaming.image_producer import IMAGE_TOPIC
-from mlassets.streaming.inference import INFERENCE_GROUP
 from mlassets.streaming.offsets import group_lag
 
 DEFAULT_IMAGE_LAG_THRESHOLD = 100

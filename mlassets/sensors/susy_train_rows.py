@@ -11,9 +11,9 @@ from dagster import (
     SkipReason,
     sensor,
 )
+from mlassets.names import TRAINER_GROUP
 from mlassets.resources import KafkaResource
 from mlassets.streaming.offsets import group_lag
-from mlassets.streaming.susy_messages import TRAINER_GROUP
 
 MODEL_KEY = AssetKey("susy_model")
 

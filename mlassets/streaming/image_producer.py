@@ -8,10 +8,9 @@ import uuid
 from dataclasses import dataclass
 
 from mlassets.datasets.cifar10 import CifarImages
+from mlassets.names import IMAGE_TOPIC
 from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.image_messages import encode_image_message
-
-IMAGE_TOPIC = "image_data"
 
 
 @dataclass(frozen=True)

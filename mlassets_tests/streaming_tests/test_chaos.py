@@ -22,11 +22,11 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from mlassets.datasets.susy import FEATURES, find_susy, read_susy
+from mlassets.names import dlq_topic
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
 from mlassets.stack.kafka import KafkaServer
 from mlassets.stack.process import port_open
-from mlassets.streaming.dead_letters import dlq_topic
 from mlassets.streaming.offsets import group_lag
 from mlassets.streaming.susy_messages import encode_train_rows
 from mlassets_tests.iot_helpers import committed_offset, create_topic, dead_letters, small_model_id

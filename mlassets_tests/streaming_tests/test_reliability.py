@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from mlassets.datasets.cifar10 import read_cifar10
+from mlassets.names import CIFAR_MODEL_COLLECTION, IMAGE_DATABASE
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
 from mlassets.stack.kafka import KafkaServer
@@ -56,7 +57,7 @@ def test_killed_service_then_rerun_stores_every_id_exactly_once(stack: StackSett
     stored_before = collection.count_documents({})
     assert 100 <= stored_before < 1200, "the kill came after the whole topic was done; nothing was tested"
 
-    rerun = drain_inference(kafka, collection, model_classifier(mongo.model_store("image_database", "models")
+    rerun = drain_inference(kafka, collection, model_classifier(mongo.model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION)
                                                                 .load(model_id).model),
                             model_id, topic=topic, group=group, batch_size=64)
     ids = _ids_once(collection)

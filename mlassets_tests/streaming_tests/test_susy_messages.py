@@ -8,8 +8,9 @@ import pytest
 from kafka import TopicPartition
 
 from mlassets.datasets.susy import FEATURES, find_susy, read_susy
+from mlassets.names import dlq_topic
 from mlassets.resources import KafkaResource
-from mlassets.streaming.dead_letters import BadMessage, DeadLetterError, dlq_topic
+from mlassets.streaming.dead_letters import BadMessage, DeadLetterError
 from mlassets.streaming.susy_messages import (
     RangeUnavailable,
     decode_train_message,

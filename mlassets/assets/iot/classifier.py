@@ -11,14 +11,12 @@ from pydantic import Field
 
 from mlassets.datasets.cifar10 import LABELS, images_array
 from mlassets.metadata import markdown_table, table_metadata
+from mlassets.names import CIFAR_MODEL_COLLECTION, CIFAR_MODEL_NAME, IMAGE_DATABASE
 from mlassets.resources import MongoResource
 
 if TYPE_CHECKING:
     import keras
 
-MODEL_NAME = "cifar_classifier"
-MODEL_DATABASE = "image_database"
-MODEL_COLLECTION = "models"
 MIN_ACCURACY = 0.40
 
 
@@ -91,8 +89,8 @@ def cifar_classifier(context: AssetExecutionContext, config: CifarClassifierConf
     per_class["accuracy"] = per_class["correct"] / per_class["total"].clip(lower=1)
     metrics = {"held_out_accuracy": accuracy, "train_images": int(len(train)), "held_out_images": int(len(holdout)),
                "final_train_loss": float(history.history["loss"][-1])}
-    record = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).save(
-        MODEL_NAME, model, metrics=metrics, code_version=context.assets_def.code_versions_by_key[context.asset_key],
+    record = mongo.model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION).save(
+        CIFAR_MODEL_NAME, model, metrics=metrics, code_version=context.assets_def.code_versions_by_key[context.asset_key],
         metadata={"config": config.model_dump(), "run_id": context.run_id},
     )
     frame = pd.DataFrame([{"model_id": record.model_id, "sha256": record.sha256,

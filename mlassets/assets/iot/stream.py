@@ -7,8 +7,9 @@ from pydantic import Field
 from mlassets.datasets.cifar10 import images_array
 from mlassets.datasets.cifar10 import CifarImages
 from mlassets.metadata import markdown_table, table_metadata
+from mlassets.names import IMAGE_TOPIC
 from mlassets.resources import KafkaResource
-from mlassets.streaming.image_producer import IMAGE_TOPIC, produce_images
+from mlassets.streaming.image_producer import produce_images
 
 image_data = AssetSpec(
     IMAGE_TOPIC,

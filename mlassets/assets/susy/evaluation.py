@@ -22,10 +22,11 @@ from dagster import (
 from pydantic import Field
 from pyspark.sql import DataFrame as SparkDF
 
-from mlassets.assets.susy.model import MIN_LIFT, MODEL_COLLECTION, MODEL_DATABASE
-from mlassets.automation import FOLLOWS_INPUTS, RESCORE_ON_NEW_MODEL
+from mlassets.assets.susy.model import MIN_LIFT
+from mlassets.automation import FOLLOWS_INPUTS, RESCORE_ON_NEW_MODEL, SPARK_POOL
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import column_schema, markdown_table
+from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION
 from mlassets.models.susy_batch_scoring import SCORE_SCHEMA, score_frames
 from mlassets.models.susy_metrics import histogram_auc
 from mlassets.partitions import SUSY_CHUNKS
@@ -78,6 +79,7 @@ def per_chunk(summaries: pd.DataFrame, model_id: str) -> pd.DataFrame:
     partitions_def=SUSY_CHUNKS,
     backfill_policy=BackfillPolicy.single_run(),
     automation_condition=RESCORE_ON_NEW_MODEL,
+    pool=SPARK_POOL,
     check_specs=[AssetCheckSpec("all_rows_scored", asset=ASSET_NAME, blocking=True,
                                 description="every row of the chunks in the run was scored exactly once")],
 )
@@ -86,7 +88,7 @@ def susy_evaluation(context: AssetExecutionContext, config: SusyEvaluationConfig
                     susy_model: pd.DataFrame) -> MaterializeResult:
     """Per chunk: the model_id used, confusion counts at 0.5, accuracy, AUC and the score histograms behind them."""
     model_id = str(susy_model["model_id"].iloc[0])
-    architecture, blob, record = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).load_bytes(model_id)
+    architecture, blob, record = mongo.model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION).load_bytes(model_id)
     session = spark.spark_session
     previous = {key: session.conf.get(key, None) for key in ARROW_BATCH_CONF}
     # Batches are bounded by rows (65,536 x 20 columns is about 5 MB). Without a byte limit Spark skips the Arrow size

@@ -10,13 +10,10 @@ from pydantic import Field
 
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import markdown_table, table_metadata
+from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION, SUSY_MODEL_NAME, TRAINER_GROUP, dlq_topic
 from mlassets.resources import KafkaResource, MongoResource
-from mlassets.streaming.dead_letters import dlq_topic
-from mlassets.streaming.susy_messages import TRAINER_GROUP, read_train_rows
+from mlassets.streaming.susy_messages import read_train_rows
 
-MODEL_NAME = "susy_mlp"
-MODEL_DATABASE = "bigdata"
-MODEL_COLLECTION = "MLModels"
 MIN_LIFT = 0.10
 
 
@@ -93,8 +90,8 @@ def susy_model(context: AssetExecutionContext, config: SusyModelConfig, kafka: K
                "held_out_rows": int(len(test)), "dead_letters": rows.dead_letters,
                "final_train_loss": float(history.history["loss"][-1])}
     offsets = [{"topic": topic, "partition": p, "start": low, "end": high} for p, (low, high) in sorted(rows.ranges.items())]
-    record = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).save(
-        MODEL_NAME, model, extras=scaler.extras(), metrics=metrics,
+    record = mongo.model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION).save(
+        SUSY_MODEL_NAME, model, extras=scaler.extras(), metrics=metrics,
         code_version=context.assets_def.code_versions_by_key[context.asset_key],
         metadata={"offsets": offsets, "dead_letter_reasons": rows.reasons, "config": config.model_dump(),
                   "run_id": context.run.run_id},

@@ -8,8 +8,9 @@ from pydantic import Field
 
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import markdown_table, table_metadata
+from mlassets.names import TRAIN_TOPIC
 from mlassets.resources import KafkaResource
-from mlassets.streaming.susy_messages import TRAIN_TOPIC, ensure_topic, produce_train_rows
+from mlassets.streaming.susy_messages import ensure_topic, produce_train_rows
 
 
 class SusyTrainTopicConfig(Config):

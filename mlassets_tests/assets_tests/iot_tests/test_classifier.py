@@ -5,8 +5,6 @@ import pytest
 from dagster import materialize
 
 from mlassets.assets.iot.classifier import (
-    MODEL_COLLECTION,
-    MODEL_DATABASE,
     CifarClassifierConfig,
     cifar_classifier,
     holdout_split,
@@ -14,6 +12,7 @@ from mlassets.assets.iot.classifier import (
 )
 from mlassets.assets.iot.images import cifar10_images
 from mlassets.datasets.cifar10 import images_array
+from mlassets.names import CIFAR_MODEL_COLLECTION, IMAGE_DATABASE
 from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, MongoResource
 
 
@@ -46,7 +45,7 @@ def test_small_training_run_is_stored_and_loads_strictly(stack, data_dir, local_
     check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "held_out_accuracy")
     assert result.success == check.passed  # the check is blocking: a model below the floor fails the step
     record = result.output_for_node("cifar_classifier").iloc[0]
-    store = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION)
+    store = mongo.model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION)
     loaded = store.load(record["model_id"])
     assert loaded.record.sha256 == record["sha256"]
     assert loaded.record.metrics["train_images"] == 600

@@ -14,8 +14,8 @@ from mlassets.assets.susy import (
     susy_test_scaled,
     susy_train_topic,
 )
-from mlassets.assets.susy.model import MODEL_COLLECTION, MODEL_DATABASE, MODEL_NAME
 from mlassets.datasets.susy import FEATURES
+from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION, SUSY_MODEL_NAME
 from mlassets.partitions import SUSY_CHUNKS
 from mlassets.resources import DatasetsResource, KafkaResource, LakeParquetIOManager, LakeResource, MongoResource
 from mlassets.models.store import ModelStoreError
@@ -70,8 +70,8 @@ def test_the_topic_holds_exactly_the_train_split(pipeline) -> None:
 def test_the_model_is_a_new_version_with_weights_scaler_and_offsets(pipeline) -> None:
     result, _, resources, topic = pipeline
     record = result.output_for_node("susy_model").iloc[0]
-    assert record["model_id"].startswith(f"{MODEL_NAME}:v")
-    store = resources["mongo"].model_store(MODEL_DATABASE, MODEL_COLLECTION)
+    assert record["model_id"].startswith(f"{SUSY_MODEL_NAME}:v")
+    store = resources["mongo"].model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION)
     loaded = store.load(record["model_id"])
     assert loaded.model.count_params() == 68_481
     assert loaded.model.loss == "binary_crossentropy"
@@ -125,7 +125,7 @@ def test_a_retrain_is_a_new_version_and_tampered_weights_are_refused(pipeline) -
                         run_config={"ops": {"susy_model": {"config": {"epochs": 1}}}})
     second = again.output_for_node("susy_model").iloc[0]["model_id"]
     assert int(second.rsplit("v", 1)[1]) > int(first.rsplit("v", 1)[1])
-    store = resources["mongo"].model_store(MODEL_DATABASE, MODEL_COLLECTION)
+    store = resources["mongo"].model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION)
     blob = store.blobs.find_one({"filename": second})
     data = bytearray(blob.read())
     data[len(data) // 2] ^= 0xFF

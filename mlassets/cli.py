@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mlassets.datasets.fetch import DATASETS, FetchError, copy_local, fetch_official
 from mlassets.environment_choice import environment_name
+from mlassets.names import IMAGE_DATABASE, IMAGE_TOPIC, INFERENCE_GROUP
 from mlassets.stack import LocalStack, StackError, StackSettings
 
 
@@ -72,32 +73,30 @@ def _stream_infer(args: argparse.Namespace) -> int:
     """Classify image messages as they arrive (or up to the current end with --drain), until SIGTERM/SIGINT."""
     import signal
 
-    from mlassets.assets.iot.classifier import MODEL_COLLECTION, MODEL_DATABASE
-    from mlassets.assets.iot.inference import INFERENCE_COLLECTION
     from mlassets.environments import load_environment
-    from mlassets.streaming.inference import drain_inference, model_classifier
+    from mlassets.streaming.inference import classify_stream
 
     resources = load_environment(args.env)
     model_id = args.model_id
     if model_id is None:
-        lake = resources["lake"]
-        if not lake.exists("cifar_classifier"):
-            print("mlassets: no cifar_classifier in the lake; materialise it or pass --model-id", file=sys.stderr)
+        lake, asset = resources["lake"], "cifar_classifier"  # the asset that records the current model id
+        if not lake.exists(asset):
+            print(f"mlassets: no {asset} in the lake; materialise it or pass --model-id", file=sys.stderr)
             return 1
-        model_id = str(lake.read_parquet("cifar_classifier", columns=["model_id"])["model_id"].iloc[0])
-    mongo = resources["mongo"]
-    model = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).load(model_id).model
+        model_id = str(lake.read_parquet(asset, columns=["model_id"])["model_id"].iloc[0])
     stop = {"now": False}
 
     def request_stop(signum: int, frame: object) -> None:
         stop["now"] = True
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    print(f"classifying {args.topic} with {model_id} as group {args.group}", flush=True)
-    summary = drain_inference(resources["kafka"], mongo.client()[args.database][INFERENCE_COLLECTION],
-                              model_classifier(model), model_id, topic=args.topic, group=args.group,
-                              batch_size=args.batch_size, stop_at_end=args.drain, should_stop=lambda: stop["now"])
+    def serve() -> None:  # once the model is loaded
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        print(f"classifying {args.topic} with {model_id} as group {args.group}", flush=True)
+
+    summary = classify_stream(resources["kafka"], resources["mongo"], model_id, args.database, topic=args.topic,
+                              group=args.group, batch_size=args.batch_size, stop_at_end=args.drain,
+                              should_stop=lambda: stop["now"], on_loaded=serve)
     print(f"{summary.stored} stored, {summary.dead_letters} dead letters {summary.reasons or ''} "
           f"in {summary.seconds:.1f}s", flush=True)
     return 0
@@ -128,14 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--producers", type=int, default=4, help="number of producer ids")
     produce.add_argument("--images", type=int, default=1000, help="images per producer")
     produce.add_argument("--rate", type=float, default=0.0, help="images/s per producer; 0 = as fast as possible")
-    produce.add_argument("--topic", default="image_data")
+    produce.add_argument("--topic", default=IMAGE_TOPIC)
     produce.set_defaults(func=_stream_produce)
     infer = stream_sub.add_parser("infer", help="the inference service: classify image messages into MongoDB")
     infer.add_argument("--model-id", help="model store id, e.g. cifar_classifier:v3 (default: the asset's current one)")
     infer.add_argument("--batch-size", type=int, default=256, help="messages classified and written per batch")
-    infer.add_argument("--topic", default="image_data")
-    infer.add_argument("--group", default="mlassets-inference", help="consumer group (share it to scale out)")
-    infer.add_argument("--database", default="image_database", help="Mongo database of the inferences collection")
+    infer.add_argument("--topic", default=IMAGE_TOPIC)
+    infer.add_argument("--group", default=INFERENCE_GROUP, help="consumer group (share it to scale out)")
+    infer.add_argument("--database", default=IMAGE_DATABASE, help="Mongo database of the inferences collection")
     infer.add_argument("--drain", action="store_true", help="stop at the end offsets seen at start")
     infer.set_defaults(func=_stream_infer)
 

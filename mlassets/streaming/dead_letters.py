@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
+from mlassets.names import dlq_topic
+
 MAX_ERROR_TEXT = 200
 LETTER_KEY_BYTES = 256
 LETTER_VALUE_BYTES = 4096
@@ -31,11 +33,6 @@ class BadMessage(ValueError):
 
 class DeadLetterError(RuntimeError):
     """A dead letter the broker did not acknowledge: the offsets behind it stay uncommitted."""
-
-
-def dlq_topic(topic: str) -> str:
-    """The dead-letter topic of a topic."""
-    return f"{topic}.dlq"
 
 
 def reason_kind(reason: str) -> str:
@@ -85,6 +82,14 @@ class DeadLetters:
         except Exception as exc:  # noqa: BLE001 - e.g. no metadata for the dead-letter topic within max_block_ms
             raise DeadLetterError(f"the dead letter of {record.topic}[{record.partition}]@{record.offset} could not "
                                   f"be sent ({error_text(exc)}); its batch stays uncommitted") from exc
+
+    def reject(self, record: Any, exc: Exception, reasons: dict[str, int]) -> FutureRecordMetadata:
+        """Send the letter of a record whose decoding raised `exc`, counting it in `reasons` by reason kind."""
+        reason = rejection(exc).reason
+        sent = self.send(record, reason)
+        kind = reason_kind(reason)
+        reasons[kind] = reasons.get(kind, 0) + 1
+        return sent
 
     def confirm(self, sent: list[FutureRecordMetadata]) -> None:
         """Wait until the broker acknowledged every letter; DeadLetterError names the first one it refused."""

@@ -1,4 +1,7 @@
-"""The batched inference loop: drain `image_data` as a consumer group, classify, upsert, then commit."""
+"""The batched inference loop: drain `image_data` as a consumer group, classify, upsert, then commit.
+
+`classify_stream` is the one entry point of the inference_records asset and of `mlassets stream infer`.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +21,16 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from mlassets.datasets.cifar10 import LABELS
+from mlassets.names import CIFAR_MODEL_COLLECTION, IMAGE_DATABASE, IMAGE_TOPIC, INFERENCE_COLLECTION, INFERENCE_GROUP
 from mlassets.resources.kafka import KafkaResource
-from mlassets.streaming.dead_letters import DeadLetters, reason_kind, rejection
+from mlassets.streaming.dead_letters import DeadLetters
 from mlassets.streaming.image_messages import ImageMessage, decode_image_message
 
 if TYPE_CHECKING:
     import keras
 
-INFERENCE_GROUP = "mlassets-inference"
+    from mlassets.resources.mongo import MongoResource
+
 Classifier = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -45,7 +50,7 @@ class DrainStalled(RuntimeError):
 
 
 def drain_inference(kafka: KafkaResource, collection: Collection, classify: Classifier, model_version: str,
-                    topic: str = "image_data", group: str = INFERENCE_GROUP, batch_size: int = 256,
+                    topic: str = IMAGE_TOPIC, group: str = INFERENCE_GROUP, batch_size: int = 256,
                     stop_at_end: bool = True, stall_timeout_s: float = 90.0,
                     should_stop: Callable[[], bool] = lambda: False) -> DrainSummary:
     """Classify every message up to the end offsets seen at start (or until should_stop), committing after writes.
@@ -102,6 +107,22 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
         consumer.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def classify_stream(kafka: KafkaResource, mongo: "MongoResource", model_id: str, database: str = IMAGE_DATABASE,
+                    topic: str = IMAGE_TOPIC, group: str = INFERENCE_GROUP, batch_size: int = 256,
+                    stop_at_end: bool = True, stall_timeout_s: float = 90.0,
+                    should_stop: Callable[[], bool] = lambda: False,
+                    on_loaded: Callable[[], None] = lambda: None) -> DrainSummary:
+    """Load `model_id` from the CIFAR model store and drain `topic` with it into `<database>.inferences`.
+
+    on_loaded is called once the model is loaded, just before the drain starts (the service's signal handlers).
+    """
+    model = mongo.model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION).load(model_id).model
+    on_loaded()
+    return drain_inference(kafka, mongo.client()[database][INFERENCE_COLLECTION], model_classifier(model), model_id,
+                           topic=topic, group=group, batch_size=batch_size, stop_at_end=stop_at_end,
+                           stall_timeout_s=stall_timeout_s, should_stop=should_stop)
 
 
 def model_classifier(model: "keras.Model") -> Classifier:
@@ -166,11 +187,8 @@ def _decode(records: list, letters: DeadLetters, summary: DrainSummary) -> _Batc
         try:
             batch.good.append((record, decode_image_message(record.value, now)))
         except Exception as exc:  # noqa: BLE001 - one message must never stop the drain
-            reason = rejection(exc).reason
-            batch.letters.append(letters.send(record, reason))
+            batch.letters.append(letters.reject(record, exc, summary.reasons))
             summary.dead_letters += 1
-            kind = reason_kind(reason)
-            summary.reasons[kind] = summary.reasons.get(kind, 0) + 1
     return batch
 
 

@@ -15,11 +15,10 @@ from kafka.structs import OffsetAndMetadata
 
 from mlassets.datasets.susy import FLOAT32_OVERFLOW
 from mlassets.datasets.susy import N_FEATURES
+from mlassets.names import TRAINER_GROUP
 from mlassets.resources.kafka import KafkaResource
-from mlassets.streaming.dead_letters import BadMessage, DeadLetters, reason_kind, rejection, rejects_any_error
+from mlassets.streaming.dead_letters import BadMessage, DeadLetters, rejects_any_error
 
-TRAIN_TOPIC = "trainData"
-TRAINER_GROUP = "mlassets-susy-trainer"
 LABEL_KEYS = {b"1.0": 1, b"0.0": 0}
 
 
@@ -190,10 +189,7 @@ def read_train_rows(kafka: KafkaResource, topic: str, ranges: dict[int, tuple[in
                     try:
                         label, row = decode_train_message(record.key, record.value)
                     except Exception as exc:  # noqa: BLE001 - one message must never stop the read
-                        reason = rejection(exc).reason
-                        sent.append(letters.send(record, reason))
-                        kind = reason_kind(reason)
-                        reasons[kind] = reasons.get(kind, 0) + 1
+                        sent.append(letters.reject(record, exc, reasons))
                         continue
                     labels.append(label)
                     features.append(row)

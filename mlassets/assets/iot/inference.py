@@ -7,17 +7,12 @@ from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Asset
                      MaterializeResult, MetadataValue, asset)
 from pydantic import Field
 
-from mlassets.assets.iot.classifier import MODEL_COLLECTION, MODEL_DATABASE
 from mlassets.assets.iot.stream import image_data, sample_image_messages
 from mlassets.automation import RECORDS_FRESHNESS
 from mlassets.metadata import markdown_table
+from mlassets.names import IMAGE_DATABASE, IMAGE_TOPIC, INFERENCE_COLLECTION, INFERENCE_GROUP, dlq_topic
 from mlassets.resources import KafkaResource, MongoResource
-from mlassets.streaming.dead_letters import dlq_topic
-from mlassets.streaming.image_producer import IMAGE_TOPIC
-from mlassets.streaming.inference import INFERENCE_GROUP, drain_inference, model_classifier
-
-INFERENCE_DATABASE = "image_database"
-INFERENCE_COLLECTION = "inferences"
+from mlassets.streaming.inference import classify_stream
 
 
 class InferenceRecordsConfig(Config):
@@ -28,7 +23,7 @@ class InferenceRecordsConfig(Config):
     group: str = Field(default=INFERENCE_GROUP, description="Consumer group whose committed offsets are advanced.")
     stall_timeout_s: float = Field(default=90.0, gt=0,
                                    description="Fail when the drain makes no progress for this long before the end.")
-    database: str = Field(default=INFERENCE_DATABASE, description="Mongo database of the `inferences` collection.")
+    database: str = Field(default=IMAGE_DATABASE, description="Mongo database of the `inferences` collection.")
 
 
 @asset(
@@ -43,10 +38,8 @@ def inference_records(context: AssetExecutionContext, config: InferenceRecordsCo
                       ) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Mongo `image_database.inferences`: one document per image message (_id = ID) with its inferred class."""
     model_id = str(cifar_classifier["model_id"].iloc[0])
-    loaded = mongo.model_store(MODEL_DATABASE, MODEL_COLLECTION).load(model_id)
-    collection = mongo.client()[config.database][INFERENCE_COLLECTION]
-    summary = drain_inference(kafka, collection, model_classifier(loaded.model), model_id, topic=config.topic,
-                              group=config.group, batch_size=config.batch_size, stall_timeout_s=config.stall_timeout_s)
+    summary = classify_stream(kafka, mongo, model_id, config.database, topic=config.topic, group=config.group,
+                              batch_size=config.batch_size, stall_timeout_s=config.stall_timeout_s)
     context.log.info(f"{summary.stored} stored, {summary.dead_letters} dead letters in {summary.seconds:.1f}s")
     reasons = pd.DataFrame(sorted(summary.reasons.items()), columns=["reason", "messages"])
     yield MaterializeResult(metadata={

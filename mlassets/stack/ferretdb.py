@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from mlassets.stack.process import ManagedProcess, StackError, port_open, require_tool, run_checked
+from mlassets.stack.process import ManagedProcess, StackError, port_open, refuse_taken_port, require_tool, run_checked
 from mlassets.stack.settings import FERRETDB_VERSION, StackSettings
 
 MODULE = "github.com/FerretDB/FerretDB"
@@ -71,8 +71,7 @@ class FerretDBServer:
         if self.proc.pid() is not None:
             return
         s = self.settings
-        if port_open(s.host, s.mongo_port):
-            raise StackError(f"ferretdb: port {s.mongo_port} is already in use by another process")
+        refuse_taken_port("ferretdb", s.host, s.mongo_port)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc.start(
             [str(self.binary), "--handler=sqlite", f"--sqlite-url=file:{self.data_dir}/",

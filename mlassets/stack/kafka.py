@@ -6,7 +6,7 @@ import base64
 import uuid
 from pathlib import Path
 
-from mlassets.stack.process import ManagedProcess, StackError, port_open, require_tool, run_checked
+from mlassets.stack.process import ManagedProcess, port_open, refuse_taken_port, require_tool, run_checked
 from mlassets.stack.settings import KAFKA_VERSION, StackSettings
 
 POM = Path(__file__).with_name("kafka-pom.xml")
@@ -95,8 +95,7 @@ class KafkaServer:
         """Format storage on first use, then start the broker and wait until it serves metadata."""
         if self.proc.pid() is not None:
             return
-        if port_open(self.settings.host, self.settings.kafka_port):
-            raise StackError(f"kafka: port {self.settings.kafka_port} is already in use by another process")
+        refuse_taken_port("kafka", self.settings.host, self.settings.kafka_port)
         config = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -119,6 +119,12 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def refuse_taken_port(server: str, host: str, port: int) -> None:
+    """Raise StackError naming the server and the port when another process already listens there."""
+    if port_open(host, port):
+        raise StackError(f"{server}: port {port} is already in use by another process")
+
+
 def require_tool(name: str, how_to_install: str) -> str:
     """The absolute path of a command-line tool, or a StackError saying how to install it."""
     path = shutil.which(name)

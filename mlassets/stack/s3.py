@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import urllib.request
 
-from mlassets.stack.process import ManagedProcess, StackError, port_open
+from mlassets.stack.process import ManagedProcess, StackError, refuse_taken_port
 from mlassets.stack.settings import StackSettings
 
 
@@ -32,8 +32,7 @@ class MotoS3Server:
         if self.proc.pid() is not None:
             return
         s = self.settings
-        if port_open(s.host, s.s3_port):
-            raise StackError(f"s3: port {s.s3_port} is already in use by another process")
+        refuse_taken_port("s3", s.host, s.s3_port)
         s.run_dir.mkdir(parents=True, exist_ok=True)
         self.proc.start([sys.executable, "-m", "moto.server", "-H", s.host, "-p", str(s.s3_port)],
                         cwd=s.run_dir)

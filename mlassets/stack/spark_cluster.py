@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlassets.stack.process import ManagedProcess, StackError, port_open, require_tool
+from mlassets.stack.process import ManagedProcess, StackError, refuse_taken_port, require_tool
 from mlassets.stack.settings import StackSettings
 
 
@@ -94,8 +94,7 @@ class SparkStandaloneCluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.master.pid() is None:
             for port in (s.master_port, s.ui_port):
-                if port_open(s.host, port):
-                    raise StackError(f"spark-master: port {port} is already in use by another process")
+                refuse_taken_port("spark-master", s.host, port)
             self.master.start(self._spark_class(
                 "org.apache.spark.deploy.master.Master", "--host", s.host, "--port", str(s.master_port),
                 "--webui-port", str(s.ui_port)), cwd=self.run_dir, env=self._env())

@@ -20,7 +20,7 @@ from mlassets.assets.weather.humidity_models import (
     regression_errors,
     split_rows,
 )
-from mlassets.automation import FOLLOWS_INPUTS
+from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.models.serialization import sha256_hex
 from mlassets.resources import LakeResource, SparkResource
@@ -233,7 +233,7 @@ def humidity_model_xgboost(context: AssetExecutionContext, lake: LakeResource, w
     return Output(record, metadata=record_metadata(record, params=MetadataValue.json(params)))
 
 
-@asset(code_version="1", automation_condition=FOLLOWS_INPUTS)
+@asset(code_version="1", automation_condition=FOLLOWS_INPUTS, pool=SPARK_POOL)
 def humidity_model_xgboost_spark(context: AssetExecutionContext, lake: LakeResource, spark: SparkResource,
                                  weather_features: pd.DataFrame,
                                  humidity_xgboost_search: pd.DataFrame) -> Output[pd.DataFrame]:

@@ -21,7 +21,7 @@ from mlassets.assets.weather.humidity_models import (
     load_standalone_predictions,
     regression_errors,
 )
-from mlassets.automation import FOLLOWS_INPUTS
+from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL
 from mlassets.datasets.weather import TEST_OUTPUT, find_weather, read_weather
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.resources import DatasetsResource, LakeResource, SparkResource
@@ -78,6 +78,7 @@ def _png(figure: "Figure") -> bytes:
 @asset(
     code_version="2",
     automation_condition=FOLLOWS_INPUTS,
+    pool=SPARK_POOL,
     check_specs=[AssetCheckSpec("predictions_in_range", asset="humidity_predictions",
                                 description="every prediction is a humidity between 0 and 100 %")],
 )

@@ -57,3 +57,9 @@ RECORDS_FRESHNESS = FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=3
 """`inference_records` and the day tables that follow it: a warning after an hour without a materialisation, failing
 (overdue in the UI) after three, as when the drain stalls or the lag sensor is off while producers keep sending.
 Evaluated by the daemon's freshness loop (Dagster's default: `freshness: enabled: true`)."""
+
+TRANSIENT_RETRY = RetryPolicy(max_retries=3, delay=3, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+"""The assets that talk to Kafka, MongoDB, the lake (S3) or Spark: a step that fails is run again after about 3, 6
+and 12 s (exponential backoff, jittered), long enough for a broker restart or a Mongo failover. A failed blocking check
+is not retried (Dagster fails the step after the op). `sample_image_messages` has none: a retry would send the
+simulated producers' images again under a new run id."""

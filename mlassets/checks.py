@@ -9,6 +9,7 @@ from dagster import AssetCheckResult, AssetChecksDefinition, MetadataValue, asse
 
 from mlassets.assets.iot.classifier import cifar_classifier
 from mlassets.assets.susy.model import susy_model
+from mlassets.automation import TRANSIENT_RETRY
 from mlassets.models.store import ModelStore, ModelStoreError
 from mlassets.names import CIFAR_MODEL_COLLECTION, IMAGE_DATABASE, SUSY_DATABASE, SUSY_MODEL_COLLECTION
 from mlassets.resources import MongoResource
@@ -31,12 +32,14 @@ def stored_model_result(store: ModelStore, record: pd.DataFrame) -> AssetCheckRe
     })
 
 
-@asset_check(asset=susy_model, name=INTEGRITY_CHECK, blocking=True, description=INTEGRITY_DESCRIPTION)
+@asset_check(asset=susy_model, name=INTEGRITY_CHECK, blocking=True, description=INTEGRITY_DESCRIPTION,
+             retry_policy=TRANSIENT_RETRY)
 def susy_model_intact(mongo: MongoResource, susy_model: pd.DataFrame) -> AssetCheckResult:
     return stored_model_result(mongo.model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION), susy_model)
 
 
-@asset_check(asset=cifar_classifier, name=INTEGRITY_CHECK, blocking=True, description=INTEGRITY_DESCRIPTION)
+@asset_check(asset=cifar_classifier, name=INTEGRITY_CHECK, blocking=True, description=INTEGRITY_DESCRIPTION,
+             retry_policy=TRANSIENT_RETRY)
 def cifar_classifier_intact(mongo: MongoResource, cifar_classifier: pd.DataFrame) -> AssetCheckResult:
     return stored_model_result(mongo.model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION), cifar_classifier)
 

@@ -24,7 +24,7 @@ from pyspark.sql.types import ArrayType, FloatType
 
 from mlassets.assets.fruits.images import ASSET as IMAGES_ASSET
 from mlassets.assets.fruits.images import IMAGES_DIR, MANIFEST_DIR, fruit_images
-from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL
+from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL, TRANSIENT_RETRY
 from mlassets.metadata import markdown_table
 from mlassets.models.mobilenet_features import FEATURE_SIZE, WEIGHT_CHOICES
 from mlassets.resources import LakeResource, SparkResource
@@ -75,6 +75,7 @@ def feature_udf(weights: "object", weights_sha256: str, batch_size: int, builds:
     deps=[fruit_images],
     automation_condition=FOLLOWS_INPUTS,
     pool=SPARK_POOL,
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[
         AssetCheckSpec("feature_vectors", asset=ASSET,
                        description=f"every row has {FEATURE_SIZE} finite features and every image decoded"),

@@ -17,6 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from mlassets.automation import TRANSIENT_RETRY
 from mlassets.datasets.fruits360 import find_fruits, inspect_image, list_fruit_files
 from mlassets.metadata import column_schema, content_version, markdown_table
 from mlassets.models.serialization import sha256_hex
@@ -76,6 +77,7 @@ def sort_files(files: pd.DataFrame) -> tuple[list[dict], list[dict]]:
 
 
 @asset(
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[AssetCheckSpec("no_quarantined_files", asset=ASSET,
                                 description="every source file decoded as a JPEG or PNG image")],
 )

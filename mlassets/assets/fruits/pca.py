@@ -22,7 +22,7 @@ from pyspark.ml.feature import PCA, StandardScaler
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame as SparkDF
 
-from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL
+from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL, TRANSIENT_RETRY
 from mlassets.metadata import markdown_table
 from mlassets.resources import LakeResource
 
@@ -60,6 +60,7 @@ def sklearn_explained_variance(features: np.ndarray, k: int) -> np.ndarray:
     code_version="1",
     automation_condition=FOLLOWS_INPUTS,
     pool=SPARK_POOL,
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[AssetCheckSpec("explained_variance_matches_sklearn", asset=ASSET,
                                 description=f"MLlib's explained variance ratios equal scikit-learn's on the same "
                                             f"features within {VARIANCE_TOLERANCE}")],

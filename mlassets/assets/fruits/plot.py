@@ -9,7 +9,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from mlassets.automation import FOLLOWS_INPUTS
+from mlassets.automation import FOLLOWS_INPUTS, TRANSIENT_RETRY
 from mlassets.resources import LakeResource
 
 ASSET = "fruit_embedding_plot"
@@ -69,7 +69,7 @@ def scatter_png(points: pd.DataFrame, title: str, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-@asset(code_version="1", automation_condition=FOLLOWS_INPUTS)
+@asset(code_version="1", automation_condition=FOLLOWS_INPUTS, retry_policy=TRANSIENT_RETRY)
 def fruit_embedding_plot(context: AssetExecutionContext, config: FruitEmbeddingPlotConfig, lake: LakeResource,
                          fruit_pca: pd.DataFrame) -> MaterializeResult:
     """A PNG t-SNE map of the fruit images' PCA features coloured by class, with its 2-D points as parquet."""

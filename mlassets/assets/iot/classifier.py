@@ -9,6 +9,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from mlassets.automation import TRANSIENT_RETRY
 from mlassets.datasets.cifar10 import LABELS, images_array
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.names import CIFAR_MODEL_COLLECTION, CIFAR_MODEL_NAME, IMAGE_DATABASE
@@ -59,6 +60,7 @@ def one_cycle(config: CifarClassifierConfig, train_images: int) -> "keras.optimi
 
 @asset(
     code_version="2",
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[AssetCheckSpec("held_out_accuracy", asset="cifar_classifier", blocking=True,
                                 description=f"held-out accuracy is at least {MIN_ACCURACY}")],
 )

@@ -11,7 +11,7 @@ from dagster import (AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Ba
 from pydantic import Field
 
 from mlassets.assets.iot.inference import inference_records
-from mlassets.automation import DAY_TABLES, RECORDS_FRESHNESS, SPARK_POOL
+from mlassets.automation import DAY_TABLES, RECORDS_FRESHNESS, SPARK_POOL, TRANSIENT_RETRY
 from mlassets.metadata import column_schema, markdown_table
 from mlassets.names import IMAGE_DATABASE
 from mlassets.partitions import INFERENCE_DAYS
@@ -35,6 +35,7 @@ def _day_table_asset(name: str, rate: str) -> dict[str, Any]:
         "automation_condition": DAY_TABLES,
         "freshness_policy": RECORDS_FRESHNESS,
         "pool": SPARK_POOL,
+        "retry_policy": TRANSIENT_RETRY,
         "kinds": {"spark", "mongodb", "parquet"},
         "check_specs": [AssetCheckSpec(check, asset=name, description=description)
                         for check, description in check_descriptions(rate).items()],

@@ -8,7 +8,7 @@ from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Asset
 from pydantic import Field
 
 from mlassets.assets.iot.stream import image_data, sample_image_messages
-from mlassets.automation import RECORDS_FRESHNESS
+from mlassets.automation import RECORDS_FRESHNESS, TRANSIENT_RETRY
 from mlassets.metadata import markdown_table
 from mlassets.names import IMAGE_DATABASE, IMAGE_TOPIC, INFERENCE_COLLECTION, INFERENCE_GROUP, dlq_topic
 from mlassets.resources import KafkaResource, MongoResource
@@ -30,6 +30,7 @@ class InferenceRecordsConfig(Config):
     deps=[image_data, sample_image_messages],
     kinds={"kafka", "mongodb", "tensorflow"},
     freshness_policy=RECORDS_FRESHNESS,
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[AssetCheckSpec("no_dead_letters", asset="inference_records",
                                 description="every message of the drain was a well-formed image message")],
 )

@@ -23,7 +23,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame as SparkDF
 
 from mlassets.assets.susy.model import MIN_LIFT
-from mlassets.automation import FOLLOWS_INPUTS, RESCORE_ON_NEW_MODEL, SPARK_POOL
+from mlassets.automation import FOLLOWS_INPUTS, RESCORE_ON_NEW_MODEL, SPARK_POOL, TRANSIENT_RETRY
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import column_schema, markdown_table
 from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION
@@ -80,6 +80,7 @@ def per_chunk(summaries: pd.DataFrame, model_id: str) -> pd.DataFrame:
     backfill_policy=BackfillPolicy.single_run(),
     automation_condition=RESCORE_ON_NEW_MODEL,
     pool=SPARK_POOL,
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[AssetCheckSpec("all_rows_scored", asset=ASSET_NAME, blocking=True,
                                 description="every row of the chunks in the run was scored exactly once")],
 )

@@ -8,6 +8,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from mlassets.automation import TRANSIENT_RETRY
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION, SUSY_MODEL_NAME, TRAINER_GROUP, dlq_topic
@@ -61,6 +62,7 @@ def held_out_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]
 
 @asset(
     code_version="1",
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[AssetCheckSpec("held_out_accuracy", asset="susy_model", blocking=True,
                                 description=f"held-out accuracy >= majority-class share + {MIN_LIFT}")],
 )

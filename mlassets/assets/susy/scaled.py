@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, BackfillPolicy, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from mlassets.automation import FOLLOWS_INPUTS
+from mlassets.automation import FOLLOWS_INPUTS, TRANSIENT_RETRY
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import column_schema, markdown_table
 from mlassets.partitions import SUSY_CHUNKS
@@ -73,7 +73,8 @@ def write_chunk(lake: LakeResource, test: pd.DataFrame, chunk: str, rows: int, s
     return directory
 
 
-@asset(partitions_def=SUSY_CHUNKS, backfill_policy=BackfillPolicy.single_run(), automation_condition=FOLLOWS_INPUTS)
+@asset(partitions_def=SUSY_CHUNKS, backfill_policy=BackfillPolicy.single_run(), automation_condition=FOLLOWS_INPUTS,
+       retry_policy=TRANSIENT_RETRY)
 def susy_test_scaled(context: AssetExecutionContext, config: SusyTestScaledConfig, lake: LakeResource,
                      susy_dataset: pd.DataFrame) -> MaterializeResult:
     """Chunks of the held-out SUSY rows (chunk, source_row_id, label, 18 features), each a seeded replica of the test split."""

@@ -6,6 +6,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSpec, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from mlassets.automation import TRANSIENT_RETRY
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.names import TRAIN_TOPIC
@@ -31,7 +32,8 @@ def offset_ranges_frame(topic: str, ranges: dict[int, tuple[int, int]]) -> pd.Da
     return frame
 
 
-@asset(check_specs=[AssetCheckSpec("all_rows_produced", asset="susy_train_topic",
+@asset(retry_policy=TRANSIENT_RETRY,
+       check_specs=[AssetCheckSpec("all_rows_produced", asset="susy_train_topic",
                                    description="the offset ranges hold exactly the training rows sent")])
 def susy_train_topic(config: SusyTrainTopicConfig, kafka: KafkaResource,
                      susy_dataset: pd.DataFrame) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:

@@ -20,7 +20,7 @@ from mlassets.assets.weather.humidity_models import (
     regression_errors,
     split_rows,
 )
-from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL
+from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL, TRANSIENT_RETRY
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.models.serialization import sha256_hex
 from mlassets.resources import LakeResource, SparkResource
@@ -211,7 +211,7 @@ def _boosted_record(context: AssetExecutionContext, library: str, params: dict[s
                         fit_seconds, predict_seconds, len(scored), *artifact)
 
 
-@asset(code_version="1", automation_condition=FOLLOWS_INPUTS)
+@asset(code_version="1", automation_condition=FOLLOWS_INPUTS, retry_policy=TRANSIENT_RETRY)
 def humidity_model_xgboost(context: AssetExecutionContext, lake: LakeResource, weather_features: pd.DataFrame,
                            humidity_xgboost_search: pd.DataFrame) -> Output[pd.DataFrame]:
     """Single-process XGBoost with the search's best hyper-parameters: timings, validation errors, UBJ booster."""
@@ -233,7 +233,7 @@ def humidity_model_xgboost(context: AssetExecutionContext, lake: LakeResource, w
     return Output(record, metadata=record_metadata(record, params=MetadataValue.json(params)))
 
 
-@asset(code_version="1", automation_condition=FOLLOWS_INPUTS, pool=SPARK_POOL)
+@asset(code_version="1", automation_condition=FOLLOWS_INPUTS, pool=SPARK_POOL, retry_policy=TRANSIENT_RETRY)
 def humidity_model_xgboost_spark(context: AssetExecutionContext, lake: LakeResource, spark: SparkResource,
                                  weather_features: pd.DataFrame,
                                  humidity_xgboost_search: pd.DataFrame) -> Output[pd.DataFrame]:

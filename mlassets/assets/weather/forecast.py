@@ -21,7 +21,7 @@ from mlassets.assets.weather.humidity_models import (
     load_standalone_predictions,
     regression_errors,
 )
-from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL
+from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL, TRANSIENT_RETRY
 from mlassets.datasets.weather import TEST_OUTPUT, find_weather, read_weather
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.resources import DatasetsResource, LakeResource, SparkResource
@@ -79,6 +79,7 @@ def _png(figure: "Figure") -> bytes:
     code_version="2",
     automation_condition=FOLLOWS_INPUTS,
     pool=SPARK_POOL,
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[AssetCheckSpec("predictions_in_range", asset="humidity_predictions",
                                 description="every prediction is a humidity between 0 and 100 %")],
 )
@@ -235,6 +236,7 @@ def residual_plot(q4: pd.DataFrame, truth: np.ndarray, selected: str, half_width
 @asset(
     code_version="2",
     automation_condition=FOLLOWS_INPUTS,
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[
         AssetCheckSpec("same_model_size", asset="humidity_2020q4_metrics",
                        description="both forests have the same family, trees, depth and training rows, "
@@ -322,6 +324,7 @@ def forecast_plot(predictions: pd.DataFrame, forecast: pd.DataFrame, selected: s
 @asset(
     code_version="2",
     automation_condition=FOLLOWS_INPUTS,
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[AssetCheckSpec("one_row_per_day_of_2021", asset="humidity_forecast_2021",
                                 description="365 distinct days 2021-01-01..2021-12-31, humidity within 0-100 %, "
                                             "each inside its interval")],

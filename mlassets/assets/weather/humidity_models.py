@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, Config, Output, asset
 from pydantic import Field
 
 from mlassets.assets.weather.features import feature_columns
-from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL
+from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL, TRANSIENT_RETRY
 from mlassets.metadata import table_metadata
 from mlassets.models.serialization import npz_arrays, npz_bytes, sha256_hex
 from mlassets.resources import LakeResource, SparkResource
@@ -114,7 +114,7 @@ def forest_params(config: HumidityForestConfig) -> dict[str, Any]:
             "seed": config.seed}
 
 
-@asset(code_version="2", automation_condition=FOLLOWS_INPUTS)
+@asset(code_version="2", automation_condition=FOLLOWS_INPUTS, retry_policy=TRANSIENT_RETRY)
 def humidity_model_standalone(context: AssetExecutionContext, config: HumidityForestConfig, lake: LakeResource,
                               weather_features: pd.DataFrame) -> Output[pd.DataFrame]:
     """The scikit-learn random forest's record: size, fit/predict seconds, validation errors, npz artifact in the lake."""
@@ -168,7 +168,7 @@ def fit_on_spark(session: Any, estimator: Any, features: pd.DataFrame) -> tuple[
     return model, predicted.set_index("row")["prediction"].reindex(rows).to_numpy(), fit_seconds, predict_seconds
 
 
-@asset(code_version="2", automation_condition=FOLLOWS_INPUTS, pool=SPARK_POOL)
+@asset(code_version="2", automation_condition=FOLLOWS_INPUTS, pool=SPARK_POOL, retry_policy=TRANSIENT_RETRY)
 def humidity_model_spark(context: AssetExecutionContext, config: HumidityForestConfig, lake: LakeResource,
                          spark: SparkResource, weather_features: pd.DataFrame) -> Output[pd.DataFrame]:
     """The Spark MLlib random forest's record: size, fit/predict seconds, validation errors, MLlib model in the lake."""

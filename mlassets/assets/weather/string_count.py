@@ -12,7 +12,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSpec, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from mlassets.automation import SPARK_POOL
+from mlassets.automation import SPARK_POOL, TRANSIENT_RETRY
 from mlassets.metadata import markdown_table, table_metadata
 from mlassets.resources import SparkResource
 
@@ -105,6 +105,7 @@ class StringCountConfig(Config):
 @asset(
     code_version="1",
     pool=SPARK_POOL,
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[AssetCheckSpec("counts_equal_single_process", asset="string_count_benchmark",
                                 description="Spark's count equals the numpy count exactly, key by key")],
 )

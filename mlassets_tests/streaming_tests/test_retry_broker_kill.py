@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import pandas as pd
 from dagster import AssetKey, DagsterEventType, asset, instance_for_test, materialize
@@ -27,7 +28,7 @@ STALL_TIMEOUT_S = 4.0
 BROKER_DOWN_S = 12.0  # longer than the stall timeout: the attempt running at the kill has to fail
 
 
-def _kill_broker_when(stack: StackSettings, stored: callable, at_least: int, log: dict) -> None:
+def _kill_broker_when(stack: StackSettings, stored: Callable[[], int], at_least: int, log: dict) -> None:
     """SIGKILL the broker once `at_least` records are stored, keep it down BROKER_DOWN_S, start it again."""
     try:
         deadline = time.monotonic() + 300

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlassets.stack import LocalStack, StackSettings
+from mlassets.stack.spark_cluster import SparkClusterSettings, SparkStandaloneCluster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +48,8 @@ def bench_stack() -> LocalStack:
         run_dir=REPO / ".mlassets" / "bench-stack", cache_dir=REPO / ".cache",
         kafka_port=29092, kafka_controller_port=29093, mongo_port=47017, s3_port=29000,
     ))
+
+
+def bench_cluster(stack: LocalStack) -> SparkStandaloneCluster:
+    """The loopback Spark cluster (master + 2 one-core workers) on ports of its own, beside the benchmark stack."""
+    return SparkStandaloneCluster(stack.settings, SparkClusterSettings(master_port=27077, ui_port=28080))

@@ -25,6 +25,8 @@ from mlassets.assets.weather import (
     weather_observations,
 )
 from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, SparkResource
+from mlassets.stack import executor_env
+from mlassets.stack.executor_env import XGBOOST
 from benchmarks.common import report
 from mlassets.paths import sample_data_dir
 
@@ -46,10 +48,15 @@ def _pair(name: str, single: pd.Series, spark: pd.Series, unit_rows: int, **extr
 
 def run(stack: object = None) -> None:
     """Report each Spark model's training rows/s against its single-process twin's (the ceiling) on the same rows."""
-    spark = SparkResource(spark_config={  # Python workers in this interpreter (xgboost.spark needs them)
-        "spark.master": os.environ.get("BENCH_SPARK_MASTER", "local[*]"), "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1", "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false", "spark.sql.execution.arrow.pyspark.enabled": "true"})
+    master = os.environ.get("BENCH_SPARK_MASTER", "local[*]")
+    config = {"spark.master": master, "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
+              "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false", "spark.executor.memory": "768m",
+              "spark.sql.execution.arrow.pyspark.enabled": "true"}
+    if not master.startswith("local"):
+        # materialize() runs every step in this process, so its one session must carry xgboost's environment from
+        # the start (a local master's Python workers use this interpreter)
+        config.update(executor_env.spark_settings(XGBOOST))
+    spark = SparkResource(spark_config=config)
     forest = {"config": {"n_trees": TREES, "max_depth": DEPTH}}
     with tempfile.TemporaryDirectory() as lake_dir:
         lake = LakeResource(root=lake_dir)
@@ -68,7 +75,6 @@ def run(stack: object = None) -> None:
         search_seconds = result.asset_materializations_for_node("humidity_xgboost_search")[0].metadata[
             "search_seconds"].value
     rows = int(records["humidity_model_standalone"]["train_rows"])
-    master = spark.spark_config["spark.master"]
     _pair("humidity_forest_fit", records["humidity_model_standalone"], records["humidity_model_spark"], rows,
           n_trees=TREES, max_depth=DEPTH, spark_master=master)
     xgb = records["humidity_model_xgboost"]

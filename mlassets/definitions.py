@@ -7,7 +7,6 @@ from mlassets.checks import MODEL_CHECKS
 from mlassets.environment_choice import environment_name
 from mlassets.environments import load_environment
 from mlassets.jobs import iot_daily_tables_job
-from mlassets.schedules import SCHEDULES
 from mlassets.sensors import SENSORS
 
 ENVIRONMENT = environment_name()
@@ -36,6 +35,5 @@ defs = Definitions(
     asset_checks=MODEL_CHECKS,
     jobs=[iot_daily_tables_job],
     sensors=SENSORS,
-    schedules=SCHEDULES,
     resources=load_environment(ENVIRONMENT),
 )

@@ -177,8 +177,12 @@ def _dagster_env() -> dict[str, str]:
     env.setdefault("DAGSTER_HOME", str(DAGSTER_HOME))
     home = Path(env["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    instance_yaml, project_yaml = home / "dagster.yaml", PROJECT_ROOT / "dagster.yaml"
+    # The project's own home follows the checked-in settings (pools, retries) as they change; a DAGSTER_HOME the user
+    # chose keeps its dagster.yaml once written.
+    if not instance_yaml.exists() or (home.resolve() == DAGSTER_HOME.resolve()
+                                      and instance_yaml.read_bytes() != project_yaml.read_bytes()):
+        shutil.copy(project_yaml, instance_yaml)
     return env
 
 

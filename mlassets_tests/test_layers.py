@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("resources", ("mlassets.resources", "mlassets.pipes.emr", "mlassets.environments")),
     ("streaming", ("mlassets.streaming",)),
     ("assets", ("mlassets.assets", "mlassets.pipes", "mlassets.checks", "mlassets.sensors", "mlassets.automation")),
-    ("definitions", ("mlassets.jobs", "mlassets.schedules", "mlassets.definitions")),
+    ("definitions", ("mlassets.jobs", "mlassets.definitions")),
     ("entry points", ("mlassets.main_run", "mlassets.cli")),
 )
 

@@ -59,3 +59,23 @@ def test_a_failed_blocking_check_step_stops_what_reads_its_asset_in_later_steps(
     assert outcome.failed == {"model": "model: model_intact"}  # the last line of DagsterAssetCheckFailedError
     assert outcome.skipped == {"daily_scores"}
     assert "unrelated" in outcome.materialized and not outcome.ok
+
+
+def test_the_projects_home_follows_the_checked_in_dagster_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlassets import main_run
+    from mlassets.paths import PROJECT_ROOT
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # written by an older checkout
+    monkeypatch.setattr(main_run, "DAGSTER_HOME", home)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main_run._dagster_env()["DAGSTER_HOME"] == str(home)
+    assert (home / "dagster.yaml").read_bytes() == (PROJECT_ROOT / "dagster.yaml").read_bytes()
+
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(own))
+    main_run._dagster_env()
+    assert (own / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"  # the user's own home is theirs

@@ -104,7 +104,8 @@ def run(stack: Any = None) -> None:
                "fruit_pca_pipeline_fit_seconds": pca.get("pipeline_fit_seconds"),
                "lapack": pca.get("lapack"),
                "svd_1280_scipy_seconds": round(svd_seconds(1280), 2),
-               "model_builds": features["model_builds"]},
+               "model_builds": features["model_builds"],
+               "udf_keras_imports": features.get("udf_keras_imports")},
            ceiling_is="plain single-process loop: decode + batched predict + sklearn scaler/PCA")
     for name, meta in (("cold", cold["fruit_features"]), ("warm", warm)):
         report(f"fruit_features_images_per_second_{name}", meta["images_per_second"], bare_images_per_second,

@@ -70,16 +70,22 @@ def warm_workers(session: "object", partitions: int) -> float:
     return time.perf_counter() - started
 
 
-def feature_udf(weights: "object", weights_sha256: str, batch_size: int, builds: "object", batches: "object"):
+def feature_udf(weights: "object", weights_sha256: str, batch_size: int, builds: "object", batches: "object",
+                cold_imports: "object"):
     """The iterator pandas UDF: image bytes -> float32[1280] (null when undecodable); weights come from a broadcast."""
 
     @F.pandas_udf(ArrayType(FloatType()))
     def mobilenet_features(contents: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        import sys
+
         from mlassets.models.mobilenet_features import cached_model, extract_features
 
+        cold = "keras" not in sys.modules  # this worker was not warmed by warm_workers
         model, built = cached_model(weights_sha256, lambda: weights.value)
         if built:
             builds.add(1)
+            if cold:
+                cold_imports.add(1)
         for batch in contents:
             batches.add(1)
             yield pd.Series(extract_features(model, batch.tolist(), batch_size), dtype=object)
@@ -123,8 +129,8 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
         except Exception as exc:  # only a head start: the UDF imports what it needs anyway
             context.log.warning(f"fruit_features: warming the Python workers failed ({exc}); they start cold")
             warmup_seconds = -1.0
-    builds, batches = sc.accumulator(0), sc.accumulator(0)
-    udf = feature_udf(sc.broadcast(blob), sha, config.batch_size, builds, batches)
+    builds, batches, cold_imports = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0)
+    udf = feature_udf(sc.broadcast(blob), sha, config.batch_size, builds, batches, cold_imports)
     images = (session.read.format("binaryFile").option("recursiveFileLookup", "true")
               .load(lake.spark_uri(IMAGES_ASSET, IMAGES_DIR)))
     listed = images.rdd.getNumPartitions()
@@ -174,6 +180,7 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
             "partitions": partitions,
             "udf_batches": int(batches.value),
             "model_builds": int(builds.value),
+            "udf_keras_imports": int(cold_imports.value),
             "feature_min": float(stats["min"] or 0.0),
             "feature_max": float(stats["max"] or 0.0),
             "driver_model_seconds": round(model_seconds, 2),

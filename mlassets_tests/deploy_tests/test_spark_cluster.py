@@ -55,21 +55,23 @@ def test_cluster_results_are_identical_to_local_mode(cluster: SparkStandaloneClu
     MongoResource(uri=stack.mongo_uri).client()[database]["inferences"].insert_many([dict(r) for r in RECORDS])
     apps_before = len(cluster.state()["completedapps"])
 
-    config = {"ops": {"producer_error_counts": {"config": {"database": database}}}}
-    _materialize(test_env, cluster.settings.master_url, tmp_path / "cluster", tmp_path / "home-cluster",
-                 "producer_error_counts", config, "--partition", PARTITION)
+    tables = "producer_error_counts,class_accuracy"
+    config = {"ops": {name: {"config": {"database": database}} for name in tables.split(",")}}
+    _materialize(test_env, cluster.settings.master_url, tmp_path / "cluster", tmp_path / "home-cluster", tables,
+                 config, "--partition", PARTITION)
     state = cluster.state()
-    assert len(state["completedapps"]) == apps_before + 1  # the driver really ran its job on the cluster
+    assert len(state["completedapps"]) == apps_before + 2  # each table's driver really ran its job on the cluster
     assert state["completedapps"][0]["cores"] == 2  # one executor on each worker
-    _materialize(test_env, "local[2]", tmp_path / "local", tmp_path / "home-local", "producer_error_counts", config,
+    _materialize(test_env, "local[2]", tmp_path / "local", tmp_path / "home-local", tables, config,
                  "--partition", PARTITION)
 
-    on_cluster = LakeResource(root=str(tmp_path / "cluster")).read_parquet("producer_error_counts", PARTITION)
-    local = LakeResource(root=str(tmp_path / "local")).read_parquet("producer_error_counts", PARTITION)
-    assert len(local) == 2
-    assert on_cluster.equals(local), (on_cluster, local)
-    csv = Path("producer_error_counts") / f"{PARTITION}.csv"
-    assert (tmp_path / "cluster" / csv).read_bytes() == (tmp_path / "local" / csv).read_bytes()
+    for name in tables.split(","):
+        on_cluster = LakeResource(root=str(tmp_path / "cluster")).read_parquet(name, PARTITION)
+        local = LakeResource(root=str(tmp_path / "local")).read_parquet(name, PARTITION)
+        assert len(local) >= 2
+        assert on_cluster.equals(local), (name, on_cluster, local)
+        csv = Path(name) / f"{PARTITION}.csv"
+        assert (tmp_path / "cluster" / csv).read_bytes() == (tmp_path / "local" / csv).read_bytes()
 
 
 def test_up_is_idempotent_and_a_taken_port_is_named(cluster: SparkStandaloneCluster, stack: StackSettings) -> None:
@@ -86,17 +88,17 @@ def test_fruit_features_on_the_cluster_equal_local_mode(cluster: SparkStandalone
                       "fruit_features": {"config": {"weights": "none", "images_per_partition": 2, "batch_size": 4}}}}
     apps_before = {a["id"] for a in cluster.state()["completedapps"]}
     _materialize(test_env, cluster.settings.master_url, tmp_path / "cluster", tmp_path / "home-cluster",
-                 "fruit_images,fruit_features", config)
+                 "fruit_images,fruit_features,fruit_pca", config)
     apps = [a["id"] for a in cluster.state()["completedapps"] if a["id"] not in apps_before]
     assert apps, "no application ran on the cluster"
     # the executors ran Keras from the TensorFlow archive, which the lean one lacks
     unpacked = [p for app in apps for p in cluster.run_dir.glob(f"spark-worker-*-work/{app}/*/environment")]
     assert unpacked and all((p / f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages/tensorflow").is_dir() for p in unpacked), unpacked
-    _materialize(test_env, "local[2]", tmp_path / "local", tmp_path / "home-local", "fruit_images,fruit_features",
-                 config)
+    _materialize(test_env, "local[2]", tmp_path / "local", tmp_path / "home-local",
+                 "fruit_images,fruit_features,fruit_pca", config)
 
-    def by_image(lake: Path) -> pd.DataFrame:
-        frame = LakeResource(root=str(lake)).read_parquet("fruit_features")
+    def by_image(lake: Path, asset: str = "fruit_features") -> pd.DataFrame:
+        frame = LakeResource(root=str(lake)).read_parquet(asset)
         frame.index = frame["label"] + "/" + frame["path"].str.rsplit("/", n=1).str[-1]
         return frame.sort_index()
 
@@ -105,6 +107,11 @@ def test_fruit_features_on_the_cluster_equal_local_mode(cluster: SparkStandalone
     assert on_cluster["label"].equals(local["label"])
     np.testing.assert_allclose(np.stack(on_cluster["features"].to_list()), np.stack(local["features"].to_list()),
                                rtol=1e-5, atol=1e-5)
+    pca_cluster, pca_local = by_image(tmp_path / "cluster", "fruit_pca"), by_image(tmp_path / "local", "fruit_pca")
+    assert pca_cluster.index.equals(pca_local.index)
+    # the same components up to each one's sign (an SVD's sign is arbitrary)
+    np.testing.assert_allclose(np.abs(np.stack(pca_cluster["pca_features"].to_list())),
+                               np.abs(np.stack(pca_local["pca_features"].to_list())), rtol=1e-4, atol=1e-4)
 
 
 # A driver of its own (this process's session is lean): xgboost.spark trains with barrier tasks on the executors.
@@ -142,8 +149,9 @@ def test_xgboost_spark_trains_on_the_cluster_with_the_xgboost_environment(cluste
     np.testing.assert_allclose(on_cluster, local, rtol=1e-5, atol=1e-5)
 
 
-WEATHER_SPARK_ASSETS = ("weather_observations,weather_features,humidity_xgboost_search,humidity_model_spark,"
-                        "humidity_model_xgboost_spark,string_count_benchmark")
+WEATHER_SPARK_ASSETS = ("weather_observations,weather_features,humidity_xgboost_search,humidity_model_standalone,"
+                        "humidity_model_spark,humidity_model_xgboost,humidity_model_xgboost_spark,humidity_predictions,"
+                        "string_count_benchmark")
 
 
 def test_the_main_jobs_weather_spark_assets_run_on_the_cluster(cluster: SparkStandaloneCluster,
@@ -153,13 +161,14 @@ def test_the_main_jobs_weather_spark_assets_run_on_the_cluster(cluster: SparkSta
     config = {"ops": {
         "humidity_xgboost_search": {"config": {"trials": 2, "max_seconds": 20, "folds": 1, "max_rounds": 100,
                                                "early_stopping_rounds": 10}},
+        "humidity_model_standalone": {"config": {"n_trees": 4, "max_depth": 4}},
         "humidity_model_spark": {"config": {"n_trees": 4, "max_depth": 4}},
         "string_count_benchmark": {"config": {"n_keys": 200_000, "chunk": 50_000}}}}
     apps_before = {a["id"] for a in cluster.state()["completedapps"]}
     _materialize(test_env, cluster.settings.master_url, tmp_path / "lake", tmp_path / "home", WEATHER_SPARK_ASSETS,
                  config)
     apps = [a for a in cluster.state()["completedapps"] if a["id"] not in apps_before]
-    assert len(apps) >= 3, apps  # one driver per Spark step
+    assert len(apps) >= 4, apps  # one driver per Spark step
 
     lake = LakeResource(root=str(tmp_path / "lake"))
     counts = lake.read_parquet("string_count_benchmark")
@@ -167,6 +176,8 @@ def test_the_main_jobs_weather_spark_assets_run_on_the_cluster(cluster: SparkSta
     for name in ("humidity_model_spark", "humidity_model_xgboost_spark"):
         record = lake.read_parquet(name)
         assert len(record) == 1 and np.isfinite(record["validation_mse"]).all() and record["train_rows"].iloc[0] > 1000
+    predictions = lake.read_parquet("humidity_predictions")
+    assert len(predictions) > 0 and predictions.select_dtypes("number").notna().any().all()
 
 
 @pytest.fixture(scope="module")

@@ -91,9 +91,12 @@ def test_fruit_features_on_the_cluster_equal_local_mode(cluster: SparkStandalone
                  "fruit_images,fruit_features,fruit_pca", config)
     apps = [a["id"] for a in cluster.state()["completedapps"] if a["id"] not in apps_before]
     assert apps, "no application ran on the cluster"
-    # the executors ran Keras from the TensorFlow archive, which the lean one lacks
-    unpacked = [p for app in apps for p in cluster.run_dir.glob(f"spark-worker-*-work/{app}/*/environment")]
-    assert unpacked and all((p / f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages/tensorflow").is_dir() for p in unpacked), unpacked
+    # fruit_features' executors ran Keras from the TensorFlow archive; fruit_pca's got the lean one, which lacks it
+    site = f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
+    unpacked = {app: list(cluster.run_dir.glob(f"spark-worker-*-work/{app}/*/environment")) for app in apps}
+    with_tensorflow = [app for app, envs in unpacked.items() if envs and all((e / site / "tensorflow").is_dir()
+                                                                              for e in envs)]
+    assert len(apps) == 2 and len(with_tensorflow) == 1, unpacked
     _materialize(test_env, "local[2]", tmp_path / "local", tmp_path / "home-local",
                  "fruit_images,fruit_features,fruit_pca", config)
 

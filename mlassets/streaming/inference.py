@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from kafka import TopicPartition
@@ -110,19 +110,16 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
 
 
 def classify_stream(kafka: KafkaResource, mongo: "MongoResource", model_id: str, database: str = IMAGE_DATABASE,
-                    topic: str = IMAGE_TOPIC, group: str = INFERENCE_GROUP, batch_size: int = 256,
-                    stop_at_end: bool = True, stall_timeout_s: float = 90.0,
-                    should_stop: Callable[[], bool] = lambda: False,
-                    on_loaded: Callable[[], None] = lambda: None) -> DrainSummary:
-    """Load `model_id` from the CIFAR model store and drain `topic` with it into `<database>.inferences`.
+                    on_loaded: Callable[[], None] = lambda: None, **drain: Any) -> DrainSummary:
+    """Load `model_id` from the CIFAR model store and drain with it into `<database>.inferences`; `drain` holds
+    drain_inference's settings (topic, group, batch size, stop conditions).
 
     on_loaded is called once the model is loaded, just before the drain starts (the service's signal handlers).
     """
     model = mongo.model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION).load(model_id).model
     on_loaded()
     return drain_inference(kafka, mongo.client()[database][INFERENCE_COLLECTION], model_classifier(model), model_id,
-                           topic=topic, group=group, batch_size=batch_size, stop_at_end=stop_at_end,
-                           stall_timeout_s=stall_timeout_s, should_stop=should_stop)
+                           **drain)
 
 
 def model_classifier(model: "keras.Model") -> Classifier:

@@ -25,8 +25,7 @@ from mlassets.assets.weather import (
     weather_observations,
 )
 from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, SparkResource
-from mlassets.stack import executor_env
-from mlassets.stack.executor_env import XGBOOST
+from mlassets.stack.executor_env import XGBOOST, spark_settings
 from benchmarks.common import report
 from mlassets.paths import sample_data_dir
 
@@ -55,7 +54,7 @@ def run(stack: object = None) -> None:
     if not master.startswith("local"):
         # materialize() runs every step in this process, so its one session must carry xgboost's environment from
         # the start (a local master's Python workers use this interpreter)
-        config.update(executor_env.spark_settings(XGBOOST))
+        config.update(spark_settings(XGBOOST))
     spark = SparkResource(spark_config=config)
     forest = {"config": {"n_trees": TREES, "max_depth": DEPTH}}
     with tempfile.TemporaryDirectory() as lake_dir:

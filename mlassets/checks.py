@@ -20,16 +20,22 @@ INTEGRITY_DESCRIPTION = ("the model store holds this version complete, and its a
 
 
 def stored_model_result(store: ModelStore, record: pd.DataFrame) -> AssetCheckResult:
-    """Passed when the store hands back the record's model version verified, with the record's sha256."""
+    """Passed when the store hands back the record's model version verified, with the record's sha256; the verdict
+    is also recorded on the version, so the store refuses to serve it later when it failed."""
     row = record.iloc[0]
     model_id, recorded = str(row["model_id"]), str(row["sha256"])
     try:
-        _, blob, stored = store.load_bytes(model_id)  # verifies the blob against the store's own sha256
+        # verifies the blob against the store's own sha256 (serving=False: this checks, it does not serve)
+        _, blob, stored = store.load_bytes(model_id, serving=False)
     except ModelStoreError as exc:
-        return AssetCheckResult(passed=False, metadata={"model_id": model_id, "error": MetadataValue.text(str(exc))})
-    return AssetCheckResult(passed=stored.sha256 == recorded, metadata={
-        "model_id": model_id, "sha256_recorded": recorded, "sha256_stored": stored.sha256, "weights_bytes": len(blob),
-    })
+        result = AssetCheckResult(passed=False, metadata={"model_id": model_id, "error": MetadataValue.text(str(exc))})
+    else:
+        result = AssetCheckResult(passed=stored.sha256 == recorded, metadata={
+            "model_id": model_id, "sha256_recorded": recorded, "sha256_stored": stored.sha256,
+            "weights_bytes": len(blob),
+        })
+    store.record_check(model_id, INTEGRITY_CHECK, result.passed)
+    return result
 
 
 @asset_check(asset=susy_model, name=INTEGRITY_CHECK, blocking=True, description=INTEGRITY_DESCRIPTION,

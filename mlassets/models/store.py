@@ -35,6 +35,7 @@ class ModelRecord:
     metrics: dict[str, Any]
     code_version: str | None
     metadata: dict[str, Any]
+    checks: dict[str, bool]
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> "ModelRecord":
@@ -42,7 +43,7 @@ class ModelRecord:
             model_id=doc["_id"], name=doc["name"], version=doc["version"], created_at=doc["created_at"],
             sha256=doc["sha256"], weights_bytes=doc["weights_bytes"],
             metrics=doc.get("metrics", {}), code_version=doc.get("code_version"),
-            metadata=doc.get("metadata", {}),
+            metadata=doc.get("metadata", {}), checks=doc.get("checks", {}),
         )
 
 
@@ -58,6 +59,10 @@ class LoadedModel:
 class ModelStore:
     """Saves every model as a new version `<name>:v<N>`; loads by id after verifying its sha256.
 
+    Each version also carries the verdicts of its blocking checks (`checks`: name -> passed); `load` refuses a
+    version that failed one, so a model that a check stopped in its own run is not served by a later run either
+    (a sensor's, automation's or `mlassets stream infer`).
+
     Everything that decides a prediction is in the architecture JSON (layers, activations, built-in preprocessing
     such as the CIFAR normalisation) or in the blob (weights, and extras such as the SUSY scaler), and the recorded
     sha256 covers both: changing either fails the load.
@@ -70,8 +75,8 @@ class ModelStore:
 
     def save(self, name: str, model: "keras.Model", *, extras: dict[str, np.ndarray] | None = None,
              metrics: dict[str, Any] | None = None, code_version: str | None = None,
-             metadata: dict[str, Any] | None = None) -> ModelRecord:
-        """Store the model as the next version of `name`; returns its record."""
+             metadata: dict[str, Any] | None = None, checks: dict[str, bool] | None = None) -> ModelRecord:
+        """Store the model as the next version of `name` with the verdicts of the checks run so far."""
         architecture, blob = model_to_bytes(model, extras)
         digest = model_sha256(architecture, blob)
         for _ in range(20):
@@ -83,7 +88,7 @@ class ModelStore:
                 "created_at": dt.datetime.now(dt.timezone.utc),
                 "architecture": architecture, "sha256": digest, "weights_bytes": len(blob),
                 "metrics": metrics or {}, "code_version": code_version, "metadata": metadata or {},
-                "complete": False,
+                "checks": {name: bool(passed) for name, passed in (checks or {}).items()}, "complete": False,
             }
             try:
                 self.collection.insert_one(doc)
@@ -98,15 +103,22 @@ class ModelStore:
         """The record of one saved model; ModelStoreError when there is none."""
         return ModelRecord.from_document(self._document(model_id))
 
+    def record_check(self, model_id: str, check: str, passed: bool) -> None:
+        """Record the verdict of one of the version's blocking checks (a later verdict replaces an earlier one)."""
+        self.collection.update_one({"_id": model_id}, {"$set": {f"checks.{check}": bool(passed)}})
+
     def latest(self, name: str) -> ModelRecord | None:
         """The highest complete version of `name` (for sensors and tools; assets use lineage)."""
         doc = self.collection.find_one({"name": name, "complete": True, "sha256": {"$exists": True}},
                                        sort=[("version", DESCENDING)])
         return ModelRecord.from_document(doc) if doc else None
 
-    def load_bytes(self, model_id: str) -> tuple[str, bytes, ModelRecord]:
-        """The verified architecture JSON and weights blob for workers; ModelStoreError if missing or changed."""
+    def load_bytes(self, model_id: str, *, serving: bool = True) -> tuple[str, bytes, ModelRecord]:
+        """The verified architecture JSON and weights blob for workers; ModelStoreError if missing or changed, or
+        (when serving) if the version failed a blocking check."""
         doc = self._document(model_id)
+        if serving:
+            _refuse_failed_checks(doc)
         return doc["architecture"], self._verified_blob(doc), ModelRecord.from_document(doc)
 
     def _verified_blob(self, doc: dict[str, Any]) -> bytes:
@@ -125,8 +137,9 @@ class ModelStore:
         return blob
 
     def load(self, model_id: str) -> LoadedModel:
-        """Rebuild the model, refusing a missing, changed or incomplete one with a ModelStoreError."""
+        """Rebuild the model, refusing a missing, changed, incomplete or check-failed one with a ModelStoreError."""
         doc = self._document(model_id)
+        _refuse_failed_checks(doc)
         blob = self._verified_blob(doc)
         try:
             model, extras = model_from_bytes(doc["architecture"], blob)
@@ -144,3 +157,13 @@ class ModelStore:
             raise ModelStoreError(f"model {model_id} has no sha256 over its architecture and weights (saved by an "
                                   "older mlassets, which hashed the weights only): retrain it")
         return doc
+
+
+def _refuse_failed_checks(doc: dict[str, Any]) -> None:
+    """ModelStoreError naming the blocking checks this version failed, if any."""
+    failed = sorted(name for name, passed in doc.get("checks", {}).items() if not passed)
+    if failed:
+        raise ModelStoreError(
+            f"model {doc['_id']} failed its blocking check(s) {', '.join(failed)}, so it is not served or scored: "
+            f"materialise {doc['name']} again, or name a version that passed (e.g. --model-id for the stream)"
+        )

@@ -91,8 +91,9 @@ def cifar_classifier(context: AssetExecutionContext, config: CifarClassifierConf
     per_class["accuracy"] = per_class["correct"] / per_class["total"].clip(lower=1)
     metrics = {"held_out_accuracy": accuracy, "train_images": int(len(train)), "held_out_images": int(len(holdout)),
                "final_train_loss": float(history.history["loss"][-1])}
+    passed = accuracy >= MIN_ACCURACY
     record = mongo.model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION).save(
-        CIFAR_MODEL_NAME, model, metrics=metrics, code_version=context.assets_def.code_versions_by_key[context.asset_key],
+        CIFAR_MODEL_NAME, model, metrics=metrics, checks={"held_out_accuracy": passed}, code_version=context.assets_def.code_versions_by_key[context.asset_key],
         metadata={"config": config.model_dump(), "run_id": context.run_id},
     )
     frame = pd.DataFrame([{"model_id": record.model_id, "sha256": record.sha256,
@@ -101,5 +102,5 @@ def cifar_classifier(context: AssetExecutionContext, config: CifarClassifierConf
         **table_metadata(frame), "model_id": record.model_id, "parameters": int(model.count_params()),
         "held_out_accuracy": accuracy, "per_class": MetadataValue.md(markdown_table(per_class)),
     })
-    yield AssetCheckResult(check_name="held_out_accuracy", passed=accuracy >= MIN_ACCURACY,
+    yield AssetCheckResult(check_name="held_out_accuracy", passed=passed,
                            metadata={"accuracy": accuracy, "threshold": MIN_ACCURACY})

@@ -92,8 +92,10 @@ def susy_model(context: AssetExecutionContext, config: SusyModelConfig, kafka: K
                "held_out_rows": int(len(test)), "dead_letters": rows.dead_letters,
                "final_train_loss": float(history.history["loss"][-1])}
     offsets = [{"topic": topic, "partition": p, "start": low, "end": high} for p, (low, high) in sorted(rows.ranges.items())]
+    threshold = metrics["majority_share"] + MIN_LIFT
+    passed = metrics["held_out_accuracy"] >= threshold
     record = mongo.model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION).save(
-        SUSY_MODEL_NAME, model, extras=scaler.extras(), metrics=metrics,
+        SUSY_MODEL_NAME, model, extras=scaler.extras(), metrics=metrics, checks={"held_out_accuracy": passed},
         code_version=context.assets_def.code_versions_by_key[context.asset_key],
         metadata={"offsets": offsets, "dead_letter_reasons": rows.reasons, "config": config.model_dump(),
                   "run_id": context.run.run_id},
@@ -117,6 +119,5 @@ def susy_model(context: AssetExecutionContext, config: SusyModelConfig, kafka: K
         "training": MetadataValue.md(markdown_table(losses)),
         "read_seconds": round(rows.seconds, 3),
     })
-    threshold = metrics["majority_share"] + MIN_LIFT
-    yield AssetCheckResult(check_name="held_out_accuracy", passed=metrics["held_out_accuracy"] >= threshold,
+    yield AssetCheckResult(check_name="held_out_accuracy", passed=passed,
                            metadata={"accuracy": metrics["held_out_accuracy"], "threshold": threshold})

@@ -93,7 +93,8 @@ def cifar_classifier(context: AssetExecutionContext, config: CifarClassifierConf
                "final_train_loss": float(history.history["loss"][-1])}
     passed = accuracy >= MIN_ACCURACY
     record = mongo.model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION).save(
-        CIFAR_MODEL_NAME, model, metrics=metrics, checks={"held_out_accuracy": passed}, code_version=context.assets_def.code_versions_by_key[context.asset_key],
+        CIFAR_MODEL_NAME, model, metrics=metrics, checks={"held_out_accuracy": passed},
+        code_version=context.assets_def.code_versions_by_key[context.asset_key],
         metadata={"config": config.model_dump(), "run_id": context.run_id},
     )
     frame = pd.DataFrame([{"model_id": record.model_id, "sha256": record.sha256,

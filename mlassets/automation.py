@@ -6,9 +6,13 @@ below them follows through declarative automation, evaluated by Dagster's `defau
 """
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dagster import AutomationCondition as AC
-from dagster import Backoff, FreshnessPolicy, Jitter, RetryPolicy
+from dagster import Backoff, Failure, FreshnessPolicy, Jitter, RetryPolicy
+
+from mlassets.models.store import ModelStoreError
 
 DAY_CLOSE_CRON = "15 0 * * *"
 """When the previous UTC day of the error tables is closed (recomputed once more, with its last records)."""
@@ -63,3 +67,13 @@ TRANSIENT_RETRY = RetryPolicy(max_retries=3, delay=3, backoff=Backoff.EXPONENTIA
 and 12 s (exponential backoff, jittered), long enough for a broker restart or a Mongo failover. A failed blocking check
 is not retried (Dagster fails the step after the op). `sample_image_messages` has none: a retry would send the
 simulated producers' images again under a new run id."""
+
+
+@contextmanager
+def refused_model_fails_at_once() -> Iterator[None]:
+    """A model version the store refuses (changed, incomplete, or failed a blocking check) fails the step without the
+    transient retries: running again cannot change the version's verdict."""
+    try:
+        yield
+    except ModelStoreError as exc:
+        raise Failure(description=str(exc), allow_retries=False) from exc

@@ -74,6 +74,7 @@ def _stream_infer(args: argparse.Namespace) -> int:
     import signal
 
     from mlassets.environments import load_environment
+    from mlassets.models.store import ModelStoreError
     from mlassets.streaming.inference import classify_stream
 
     resources = load_environment(args.env)
@@ -94,9 +95,13 @@ def _stream_infer(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, request_stop)
         print(f"classifying {args.topic} with {model_id} as group {args.group}", flush=True)
 
-    summary = classify_stream(resources["kafka"], resources["mongo"], model_id, args.database, topic=args.topic,
-                              group=args.group, batch_size=args.batch_size, stop_at_end=args.drain,
-                              should_stop=lambda: stop["now"], on_loaded=serve)
+    try:
+        summary = classify_stream(resources["kafka"], resources["mongo"], model_id, args.database, topic=args.topic,
+                                  group=args.group, batch_size=args.batch_size, stop_at_end=args.drain,
+                                  should_stop=lambda: stop["now"], on_loaded=serve)
+    except ModelStoreError as exc:  # changed, incomplete, or failed a blocking check: say so, no traceback
+        print(f"mlassets: {exc}", file=sys.stderr)
+        return 1
     print(f"{summary.stored} stored, {summary.dead_letters} dead letters {summary.reasons or ''} "
           f"in {summary.seconds:.1f}s", flush=True)
     return 0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from dagster import (AssetSelection, DagsterEventType, ExecuteInProcessResult, instance_for_test,
@@ -28,6 +32,20 @@ def checks(result: ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
 
 def started(result: ExecuteInProcessResult) -> set[str]:
     return {event.step_key for event in result.all_events if event.event_type == DagsterEventType.STEP_START}
+
+
+def failure_messages(result: ExecuteInProcessResult) -> str:
+    """The messages of every step failure, with their causes."""
+    texts = []
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error
+            while error is not None:
+                texts.append(error.message)
+                error = error.cause
+            if event.step_failure_data.user_failure_data:
+                texts.append(event.step_failure_data.user_failure_data.description or "")
+    return "\n".join(texts)
 
 
 def failed_steps(result: ExecuteInProcessResult) -> dict[str, str]:
@@ -76,8 +94,18 @@ def test_a_susy_model_below_the_majority_share_is_not_scored(resources):
     assert materialized(result) == {"susy_dataset", "susy_train_topic", "susy_model", "susy_test_scaled"}
     assert not started(result) & {"susy_evaluation", "susy_evaluation_summary"}
 
+    # Scoring it later (a backfill, or automation after a manual run) is refused at once, naming the check.
+    with instance_for_test() as instance:
+        later = materialize([susy_dataset, susy_train_topic, susy_model, susy_test_scaled, susy_evaluation],
+                            resources=resources, instance=instance,
+                            raise_on_error=False, selection=AssetSelection.assets(susy_evaluation),
+                            partition_key=keys[0])
+    assert list(failed_steps(later)) == ["susy_evaluation"]
+    assert not [e for e in later.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert "failed its blocking check(s) held_out_accuracy" in failure_messages(later)
 
-def test_a_weak_or_tampered_cifar_classifier_is_not_served(resources):
+
+def test_a_weak_or_tampered_cifar_classifier_is_not_served(resources, test_env):
     """Run 1: a classifier trained on 32 images fails held_out_accuracy, so inference_records does not drain.
     Run 2: its stored weights pass the integrity check until their sha256 no longer matches; then the integrity
     check fails and inference_records, run with it, is again not executed."""
@@ -92,6 +120,22 @@ def test_a_weak_or_tampered_cifar_classifier_is_not_served(resources):
         assert failed_steps(first) == {"cifar_classifier": "DagsterAssetCheckFailedError"}
         assert materialized(first) == {"cifar10_images", "cifar_classifier"}
         assert "inference_records" not in started(first)
+
+        # A later run of inference_records alone (what the lag sensor or automation launches) loads the same version
+        # from the lake; the store refuses it, and the step fails at once (no transient retries), naming the check.
+        later = materialize(assets, resources=resources, instance=instance, raise_on_error=False,
+                            selection=AssetSelection.assets(inference_records),
+                            run_config={"ops": {"inference_records": {"config": {"topic": topic}}}})
+        assert not later.success and materialized(later) == set()
+        assert list(failed_steps(later)) == ["inference_records"]
+        assert not [e for e in later.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+        assert "failed its blocking check(s) held_out_accuracy" in failure_messages(later)
+        weak_id = str(first.output_for_node("cifar_classifier")["model_id"].iloc[0])
+        service = subprocess.run([str(Path(sys.executable).with_name("mlassets")), "stream", "infer", "--drain",
+                                  "--model-id", weak_id, "--topic", topic],
+                                 env={**os.environ, **test_env}, capture_output=True, text=True, timeout=300)
+        assert service.returncode == 1 and "Traceback" not in service.stderr
+        assert f"mlassets: model {weak_id} failed its blocking check(s) held_out_accuracy" in service.stderr
 
         record = first.output_for_node("cifar_classifier")
         store = resources["mongo"].model_store(IMAGE_DATABASE, CIFAR_MODEL_COLLECTION)

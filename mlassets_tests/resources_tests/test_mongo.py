@@ -52,6 +52,27 @@ def test_model_store_round_trip_and_versions(mongo: MongoResource, unique: str) 
     assert loaded.record.sha256 == first.sha256
 
 
+def test_a_version_that_failed_a_blocking_check_is_not_served(mongo: MongoResource, unique: str) -> None:
+    """The verdicts given at save time and recorded later both count; the last verdict of a check wins."""
+    store = mongo.model_store(f"models_{unique}")
+    weak = store.save("tiny", _small_model(), checks={"held_out_accuracy": False})
+    good = store.save("tiny", _small_model(), checks={"held_out_accuracy": True})
+    with pytest.raises(ModelStoreError, match=r"tiny:v1 failed its blocking check\(s\) held_out_accuracy, so it is "
+                                              r"not served or scored"):
+        store.load(weak.model_id)
+    with pytest.raises(ModelStoreError, match="held_out_accuracy"):
+        store.load_bytes(weak.model_id)
+    assert store.load_bytes(weak.model_id, serving=False)[2].checks == {"held_out_accuracy": False}  # for the checks
+
+    assert store.load(good.model_id).record.checks == {"held_out_accuracy": True}
+    store.record_check(good.model_id, "stored_model_intact", False)
+    with pytest.raises(ModelStoreError, match=r"tiny:v2 failed its blocking check\(s\) stored_model_intact"):
+        store.load(good.model_id)
+    store.record_check(good.model_id, "stored_model_intact", True)
+    assert store.record(good.model_id).checks == {"held_out_accuracy": True, "stored_model_intact": True}
+    assert store.load(good.model_id).record.model_id == "tiny:v2"
+
+
 def test_tampered_weights_are_refused(mongo: MongoResource, unique: str) -> None:
     db = mongo.client()[f"models_{unique}"]
     store = mongo.model_store(db.name)

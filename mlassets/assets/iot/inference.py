@@ -8,7 +8,7 @@ from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Asset
 from pydantic import Field
 
 from mlassets.assets.iot.stream import image_data, sample_image_messages
-from mlassets.automation import RECORDS_FRESHNESS, TRANSIENT_RETRY
+from mlassets.automation import RECORDS_FRESHNESS, TRANSIENT_RETRY, refused_model_fails_at_once
 from mlassets.metadata import markdown_table
 from mlassets.names import IMAGE_DATABASE, IMAGE_TOPIC, INFERENCE_COLLECTION, INFERENCE_GROUP, dlq_topic
 from mlassets.resources import KafkaResource, MongoResource
@@ -39,8 +39,9 @@ def inference_records(context: AssetExecutionContext, config: InferenceRecordsCo
                       ) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Mongo `image_database.inferences`: one document per image message (_id = ID) with its inferred class."""
     model_id = str(cifar_classifier["model_id"].iloc[0])
-    summary = classify_stream(kafka, mongo, model_id, config.database, topic=config.topic, group=config.group,
-                              batch_size=config.batch_size, stall_timeout_s=config.stall_timeout_s)
+    with refused_model_fails_at_once():
+        summary = classify_stream(kafka, mongo, model_id, config.database, topic=config.topic, group=config.group,
+                                  batch_size=config.batch_size, stall_timeout_s=config.stall_timeout_s)
     context.log.info(f"{summary.stored} stored, {summary.dead_letters} dead letters in {summary.seconds:.1f}s")
     reasons = pd.DataFrame(sorted(summary.reasons.items()), columns=["reason", "messages"])
     yield MaterializeResult(metadata={

@@ -23,7 +23,8 @@ from pydantic import Field
 from pyspark.sql import DataFrame as SparkDF
 
 from mlassets.assets.susy.model import MIN_LIFT
-from mlassets.automation import FOLLOWS_INPUTS, RESCORE_ON_NEW_MODEL, SPARK_POOL, TRANSIENT_RETRY
+from mlassets.automation import (FOLLOWS_INPUTS, RESCORE_ON_NEW_MODEL, SPARK_POOL, TRANSIENT_RETRY,
+                                 refused_model_fails_at_once)
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import column_schema, markdown_table
 from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION
@@ -89,7 +90,8 @@ def susy_evaluation(context: AssetExecutionContext, config: SusyEvaluationConfig
                     susy_model: pd.DataFrame) -> MaterializeResult:
     """Per chunk: the model_id used, confusion counts at 0.5, accuracy, AUC and the score histograms behind them."""
     model_id = str(susy_model["model_id"].iloc[0])
-    architecture, blob, record = mongo.model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION).load_bytes(model_id)
+    with refused_model_fails_at_once():
+        architecture, blob, record = mongo.model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION).load_bytes(model_id)
     session = spark.spark_session
     previous = {key: session.conf.get(key, None) for key in ARROW_BATCH_CONF}
     # Batches are bounded by rows (65,536 x 20 columns is about 5 MB). Without a byte limit Spark skips the Arrow size

@@ -1,5 +1,6 @@
-"""A Spark standalone cluster on loopback (master + 2 workers): producer_error_counts exactly as local mode, executors
-on the shipped Python environment, the SUSY scorer's counts as in one process, a SIGKILLed worker survived."""
+"""A Spark standalone cluster on loopback (master + 2 workers): every Spark asset of the main job materialised there
+through the CLI and equal to local mode, executors on the shipped Python environment, the SUSY scorer's counts as in
+one process, a SIGKILLed worker survived."""
 
 import functools
 import json
@@ -19,6 +20,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from mlassets.datasets.susy import FEATURES
+from mlassets.partitions import SUSY_CHUNKS
 from mlassets.resources import LakeResource, MongoResource, SparkResource
 from mlassets.stack import StackSettings
 from mlassets.stack import executor_env
@@ -181,6 +183,49 @@ def test_the_main_jobs_weather_spark_assets_run_on_the_cluster(cluster: SparkSta
         assert len(record) == 1 and np.isfinite(record["validation_mse"]).all() and record["train_rows"].iloc[0] > 1000
     predictions = lake.read_parquet("humidity_predictions")
     assert len(predictions) > 0 and predictions.select_dtypes("number").notna().any().all()
+
+
+SUSY_RANGE = f"{SUSY_CHUNKS.get_partition_keys()[0]}...{SUSY_CHUNKS.get_partition_keys()[-1]}"
+
+
+def test_susy_evaluation_on_the_cluster_equals_local_mode(cluster: SparkStandaloneCluster, test_env: dict[str, str],
+                                                         unique: str, tmp_path: Path) -> None:
+    """The SUSY group's Spark asset (mapInPandas with the NumPy scorer) over every chunk in one run, as the main job
+    runs it: the model and chunks from one local run upstream, then scored on the cluster and in local mode."""
+    lake, home = tmp_path / "lake", tmp_path / "home"
+    _materialize(test_env, "local[2]", lake, home, "susy_dataset,susy_train_topic,susy_model",
+                 {"ops": {"susy_train_topic": {"config": {"topic": f"trainData-{unique}"}},
+                          "susy_model": {"config": {"epochs": 2}}}})
+    _materialize(test_env, "local[2]", lake, home, "susy_test_scaled",
+                 {"ops": {"susy_test_scaled": {"config": {"rows_per_chunk": 4000, "row_group_rows": 3000}}}},
+                 "--partition-range", SUSY_RANGE)
+    config = {"ops": {"susy_evaluation": {"config": {"arrow_batch_rows": 1500}}}}
+
+    def evaluation() -> pd.DataFrame:
+        reader = LakeResource(root=str(lake))
+        return pd.concat([reader.read_parquet("susy_evaluation", key) for key in SUSY_CHUNKS.get_partition_keys()],
+                         ignore_index=True)
+
+    apps_before = {a["id"] for a in cluster.state()["completedapps"]}
+    _materialize(test_env, cluster.settings.master_url, lake, home, "susy_evaluation", config,
+                 "--partition-range", SUSY_RANGE)
+    on_cluster = evaluation()
+    apps = [a["id"] for a in cluster.state()["completedapps"] if a["id"] not in apps_before]
+    assert len(apps) == 1, apps  # one run over the four chunks, one driver
+    # the executors unpacked the lean archive: the NumPy scorer needs no TensorFlow
+    environments = list(cluster.run_dir.glob(f"spark-worker-*-work/{apps[0]}/*/environment"))
+    site = f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
+    assert environments and all((e / site / "numpy").is_dir() and not (e / site / "tensorflow").exists()
+                                for e in environments), environments
+    _materialize(test_env, "local[2]", lake, home, "susy_evaluation", config, "--partition-range", SUSY_RANGE)
+    local = evaluation()
+
+    counts = ["chunk", "model_id", "rows", "tp", "fp", "tn", "fn"]
+    assert local["rows"].tolist() == [4000] * 4 and local["model_id"].nunique() == 1
+    assert on_cluster[counts].equals(local[counts]), (on_cluster[counts], local[counts])
+    for column in ("positive_hist", "negative_hist"):
+        np.testing.assert_array_equal(np.stack(on_cluster[column].to_list()), np.stack(local[column].to_list()))
+    np.testing.assert_allclose(on_cluster[["accuracy", "auc"]], local[["accuracy", "auc"]], rtol=1e-9, atol=1e-12)
 
 
 @pytest.fixture(scope="module")

@@ -237,3 +237,24 @@ def test_a_spark_setting_in_the_yaml_wins_over_the_derived_one(user_shell: Path,
     assert spark["spark.mongodb.read.connection.uri"] == "mongodb://127.0.0.1:27017/"
     assert spark[S3A["endpoint"]] == "https://s3.example:443"
     assert spark["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
+
+
+def test_the_docker_and_k8s_instances_limit_the_spark_pool_like_the_projects() -> None:
+    """Steps in pool `spark` (the assets that start a Spark driver) are limited across runs by the instance's pools,
+    in docker as in the project's dagster.yaml (one slot), on Kubernetes with the chart's `concurrency` values; no run
+    tag limit is left (no run carries one)."""
+    from mlassets.automation import SPARK_POOL
+
+    project = yaml.safe_load((REPO / "dagster.yaml").read_text())["concurrency"]["pools"]
+    docker_text = (REPO / "deploy" / "docker" / "dagster.yaml").read_text()
+    values_text = (REPO / "deploy" / "k8s" / "values.yaml").read_text()
+    docker, values = yaml.safe_load(docker_text), yaml.safe_load(values_text)
+    assert docker["concurrency"]["pools"] == project == {"granularity": "op", "default_limit": 1}
+    k8s = values["concurrency"]
+    assert k8s["enabled"] is True and k8s["pools"] == {"granularity": "op", "defaultLimit": 2}
+    # the chart refuses run limits in both places: they live under `concurrency.runs` only
+    assert "config" not in docker["run_coordinator"] and "config" not in values["dagsterDaemon"]["runCoordinator"]
+    assert docker["concurrency"]["runs"]["max_concurrent_runs"] >= 1 and k8s["runs"]["maxConcurrentRuns"] >= 1
+    for text in (docker_text, values_text):
+        assert "tag_concurrency_limits" not in text and "tagConcurrencyLimits" not in text
+        assert f'pool "{SPARK_POOL}"' in text  # the comment says which pool the limit is for

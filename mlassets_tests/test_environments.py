@@ -239,6 +239,51 @@ def test_a_spark_setting_in_the_yaml_wins_over_the_derived_one(user_shell: Path,
     assert spark["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
 
 
+# Where each environment names its executors' Python (README "How the executors get the project's Python").
+EXECUTOR_PYTHON = {
+    "local": {},  # a local master's workers run the driver's interpreter; a cluster master gets the packed archive
+    "docker": {"spark.spark_config.spark.pyspark.python": "python3"},  # the user-code image's, on the Spark worker
+    "prod": {"spark.spark_config.spark.pyspark.python": "${MLASSETS_SPARK_PYTHON:-python3}",  # executor pods' image
+             "emr.python": "/usr/bin/python3.11"},  # bootstrap.sh's, on every EMR node
+}
+EXECUTOR_PYTHON_KEYS = ("spark.pyspark.python", "spark.archives", "spark.executorEnv.PYSPARK_PYTHON")
+
+
+def _executor_python_settings(raw: dict) -> dict[str, str]:
+    found = {"emr.python": raw["emr"]["python"]} if "python" in raw["emr"] else {}
+    for section, conf in (("spark", "spark_config"), ("emr", "spark_conf")):
+        for key in EXECUTOR_PYTHON_KEYS:
+            if key in raw[section].get(conf, {}):
+                found[f"{section}.{conf}.{key}"] = raw[section][conf][key]
+    return found
+
+
+@pytest.mark.parametrize("env", sorted(EXECUTOR_PYTHON))
+def test_each_environment_names_its_executors_python_once_and_deploy_does_not(
+        env: str, user_shell: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlassets.pipes.emr import BOOTSTRAP, SCRIPTS_DIR
+
+    text = (ENVIRONMENTS / f"{env}.yaml").read_text()
+    assert _executor_python_settings(yaml.safe_load(text)) == EXECUTOR_PYTHON[env]
+    settings = "\n".join(line.split("#", 1)[0] for line in text.splitlines())  # the comments may name them
+    for value in EXECUTOR_PYTHON[env].values():
+        assert settings.count(value) == 1, value
+    for name, value in {**PROD_VARS, "MLASSETS_SPARK_MASTER": "spark://127.0.0.1:17077"}.items():
+        monkeypatch.setenv(name, value)
+    resources = load_environment(env)
+    # the Spark resource ships the packed environment only where the file names no executor Python
+    assert resources["spark"].ships_environment() is (env == "local")
+    if env == "prod":
+        emr = resources["emr"]
+        args = emr.run_job_flow_params("producer_error_counts.py", [], "x")["Steps"][0]["HadoopJarStep"]["Args"]
+        assert f"spark.pyspark.python={emr.python}" in args
+        assert f"{Path(emr.python).name} -m pip install" in (SCRIPTS_DIR / BOOTSTRAP).read_text()
+    # the deploy files take the setting from the environment's YAML instead of repeating it
+    for path in (REPO / "deploy").rglob("*"):
+        if path.is_file():
+            assert not any(k in path.read_text(errors="replace") for k in (*EXECUTOR_PYTHON_KEYS, "PYSPARK_PYTHON")), path
+
+
 def test_the_docker_and_k8s_instances_limit_the_spark_pool_like_the_projects() -> None:
     """Steps in pool `spark` (the assets that start a Spark driver) are limited across runs by the instance's pools,
     in docker as in the project's dagster.yaml (one slot), on Kubernetes with the chart's `concurrency` values; no run

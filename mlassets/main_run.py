@@ -331,9 +331,8 @@ def _summary(console: Console, outcome: Outcome, resources: dict[str, Any], seco
                 console.say(f"  {label:<42} {shown:.4g}" if isinstance(shown, float) else f"  {label:<42} {shown}")
     _producer_table(console, outcome, resources)
     console.say(f"full log: {console.log_file}")
-    console.say("open the UI on these results:")
-    console.say(f"  DAGSTER_HOME={dagster_home} {Path(sys.executable).with_name('dagster')} dev "
-                f"-w {PROJECT_ROOT / 'workspace.yaml'}")
+    console.say("open the UI on these results (`dg` reads pyproject.toml, so it runs from the project root):")
+    console.say(f"  cd {PROJECT_ROOT} && DAGSTER_HOME={dagster_home} {Path(sys.executable).with_name('dg')} dev")
 
 
 def _producer_table(console: Console, outcome: Outcome, resources: dict[str, Any]) -> None:

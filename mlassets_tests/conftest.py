@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -15,6 +16,8 @@ from mlassets.paths import sample_data_dir
 from mlassets.stack import LocalStack, StackError, StackSettings
 
 REPO = Path(__file__).resolve().parent.parent
+OUTDATED = re.compile(r"SupersessionWarning|DeprecationWarning|deprecated|superseded", re.IGNORECASE)
+"""What Dagster prints when a command or an API is on its way out (SupersessionWarning, DeprecationWarning, ...)."""
 
 
 def test_stack_settings() -> StackSettings:

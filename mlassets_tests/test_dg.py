@@ -4,7 +4,6 @@ graph, launches one partition, and prints no deprecation or supersession warning
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -14,10 +13,7 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from mlassets_tests.conftest import REPO, dagster_cli
-
-# What Dagster prints when a command or an API is on its way out (SupersessionWarning, DeprecationWarning, ...).
-OUTDATED = re.compile(r"SupersessionWarning|DeprecationWarning|deprecated|superseded", re.IGNORECASE)
+from mlassets_tests.conftest import OUTDATED, REPO, dagster_cli
 
 
 def dg(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
@@ -82,6 +78,21 @@ def test_dg_launch_materializes_exactly_the_partition_asked_for(dg_env: dict[str
     assert sorted(p.name for p in (lake / "susy_test_scaled").iterdir()) == ["chunk-01"]
     chunk = pd.read_parquet(lake / "susy_test_scaled" / "chunk-01")
     assert len(chunk) == 20_000 and set(chunk["chunk"]) == {"chunk-01"}
+
+
+def test_dg_launch_runs_a_partition_range_in_one_run(dg_env: dict[str, str]) -> None:
+    """The README's backfill command: `--partition-range` of a single-run asset is one run over the whole range."""
+    assert_succeeded_without_outdated_warnings(dg(["launch", "--assets", "susy_dataset"], dg_env))
+    result = dg(["launch", "--assets", "susy_test_scaled", "--partition-range", "chunk-02...chunk-03"], dg_env)
+    assert_succeeded_without_outdated_warnings(result)
+
+    with DagsterInstance.from_config(dg_env["DAGSTER_HOME"]) as instance:
+        (run,) = instance.get_runs(RunsFilter(tags={"dagster/asset_partition_range_start": "chunk-02"}))
+        assert run.status == DagsterRunStatus.SUCCESS
+        assert run.tags["dagster/asset_partition_range_end"] == "chunk-03"
+        assert {"chunk-02", "chunk-03"} <= instance.get_materialized_partitions(AssetKey("susy_test_scaled"))
+    lake = Path(dg_env["MLASSETS_LAKE_ROOT"]) / "susy_test_scaled"
+    assert {"chunk-02", "chunk-03"} <= {p.name for p in lake.iterdir()}
 
 
 def test_the_superseded_dagster_command_is_what_the_warning_check_catches(dg_env: dict[str, str]) -> None:

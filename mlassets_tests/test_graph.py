@@ -1,6 +1,7 @@
 """The whole asset graph through the CLI users run: `dagster asset materialize` and `mlassets materialize`."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +91,10 @@ def test_main_run(stack: StackSettings, test_env: dict[str, str], tmp_path: Path
     for figure in ("SUSY held-out accuracy", "SUSY held-out AUC", "fruit PCA explained variance",
                    "IoT drain images/s"):
         assert figure in out
-    assert " dev -w " in out and "full log: " in out
+    assert "full log: " in out
+    ui = re.search(r"^  cd (\S+) && DAGSTER_HOME=(\S+) (\S+) dev$", out, re.MULTILINE)  # `dg dev`, no warning
+    assert ui, out[-2000:]
+    assert (Path(ui[1]) / "pyproject.toml").is_file() and Path(ui[3]).name == "dg" and Path(ui[3]).is_file()
     log = Path(out.split("full log: ")[-1].splitlines()[0])
     assert "STEP_SUCCESS" in log.read_text()  # Dagster's event stream is in the log, not on the terminal
     assert "DEBUG" not in out and "Warning" not in out + result.stderr

@@ -1,4 +1,5 @@
-"""`dagster dev` driven in headless Chromium: the asset graph, a materialisation launched from the UI, its metadata.
+"""`dg dev` (the README's UI command) driven in headless Chromium: the asset graph, a materialisation launched from
+the UI, its metadata; the servers' log has no deprecation or supersession warning.
 
 The weather forecast's upstream assets are materialised through the CLI first (small forests and search, one process);
 then `humidity_forecast_2021` is materialised by clicking "Materialize" on its page, and its plot and its
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from mlassets.stack.process import ManagedProcess
-from mlassets_tests.conftest import REPO, dagster_cli
+from mlassets_tests.conftest import OUTDATED, REPO, dagster_cli
 
 GROUPS = {"iot", "susy", "fruits", "weather"}
 UI_ASSET = "humidity_forecast_2021"
@@ -62,12 +63,14 @@ def graphql(base: str, query: str) -> dict:
 
 
 @pytest.fixture
-def dagster_dev(test_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """`dagster dev -w workspace.yaml` (the README's UI command) on a free port, the forecast's inputs materialised."""
+def dagster_dev(test_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`dg dev` from the project root (the README's UI command) on a free port, the forecast's inputs materialised;
+    yields the UI's address and the servers' log."""
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, **test_env, "MLASSETS_LAKE_ROOT": str(tmp_path / "lake"), "DAGSTER_HOME": str(home)}
+    inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "VIRTUAL_ENV")}
+    env = {**inherited, **test_env, "MLASSETS_LAKE_ROOT": str(tmp_path / "lake"), "DAGSTER_HOME": str(home)}
     # Before dagster dev, not beside it: two processes creating a fresh instance's SQLite tables at once collide.
     config = {"execution": {"config": {"in_process": {}}},
               "ops": {"humidity_model_standalone": SMALL_FOREST, "humidity_model_spark": SMALL_FOREST,
@@ -77,21 +80,21 @@ def dagster_dev(test_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = ManagedProcess("dagster-dev", tmp_path)
-    server.start([str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                  "-p", str(port)], cwd=REPO, env=env)
+    server = ManagedProcess("dg-dev", tmp_path)
+    server.start([str(Path(sys.executable).with_name("dg")), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO,
+                 env=env)
     try:
         # ready once the webserver serves the code location's asset nodes
         server.wait_ready(lambda: bool(graphql(base, "{ assetNodes { id } }")["assetNodes"]), START_TIMEOUT_S)
-        yield base
+        yield base, server.log_file
     finally:
         server.stop()  # the whole process group: webserver, daemon, code servers, run workers
 
 
-def test_ui_graph_materialisation_and_metadata(chromium: str, dagster_dev: str) -> None:
+def test_ui_graph_materialisation_and_metadata(chromium: str, dagster_dev: tuple[str, Path]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    base = dagster_dev
+    base, server_log = dagster_dev
     shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     SCREENSHOTS.mkdir(parents=True)
     shots: list[Path] = []
@@ -160,3 +163,7 @@ def test_ui_graph_materialisation_and_metadata(chromium: str, dagster_dev: str) 
     latest = graphql(base, f'{{ assetOrError(assetKey: {{path: ["{UI_ASSET}"]}}) {{ ... on Asset {{ '
                            "assetMaterializations(limit: 1) { runId } } } }")
     assert latest["assetOrError"]["assetMaterializations"][0]["runId"].startswith(run_prefix)
+    # `dg dev` and everything it started (webserver, daemon, code server, the UI's run) warned of nothing outdated
+    text = server_log.read_text()
+    assert "Serving dagster-webserver" in text, text[-3000:]
+    assert not OUTDATED.search(text), "\n".join(line for line in text.splitlines() if OUTDATED.search(line))

@@ -37,6 +37,10 @@ class KafkaResource(ConfigurableResource):
 
     def producer(self, **overrides: Any) -> KafkaProducer:
         """An idempotent producer (acks=all) that batches sends; overrides win."""
+        return KafkaProducer(**self.producer_config(**overrides))
+
+    def producer_config(self, **overrides: Any) -> dict[str, Any]:
+        """The KafkaProducer keyword arguments of producer(): plain values, for a producer in another process."""
         config = {
             **self.connection_config(),
             "enable_idempotence": True,
@@ -47,7 +51,7 @@ class KafkaResource(ConfigurableResource):
             "max_in_flight_requests_per_connection": 5,
             "retries": 2**31 - 1,
         }
-        return KafkaProducer(**{**config, **overrides})
+        return {**config, **overrides}
 
     def consumer(self, group_id: str | None, *topics: str, **overrides: Any) -> KafkaConsumer:
         """A consumer in group_id with manual commits, reading from the earliest offset when none is committed."""

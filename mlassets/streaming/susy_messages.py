@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import io
+import json
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from kafka import TopicPartition
@@ -18,6 +22,7 @@ from mlassets.datasets.susy import N_FEATURES
 from mlassets.names import TRAINER_GROUP
 from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.dead_letters import BadMessage, DeadLetters, rejects_any_error
+from mlassets.streaming.train_producer import encode_rows, send_rows
 
 LABEL_KEYS = {b"1.0": 1, b"0.0": 0}
 
@@ -27,15 +32,10 @@ class RangeUnavailable(RuntimeError):
 
 
 def encode_train_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, bytes]]:
-    """The (key, value) of each row: key `"1.0"`/`"0.0"`, value the features as shortest round-trip float32 text."""
+    """The (key, value) of each row: key `"1.0"`/`"0.0"`, value the float32 features as `%.9g` text, comma-separated."""
     features = np.asarray(features, dtype=np.float32)
-    if features.ndim != 2 or features.shape[1] != N_FEATURES:
-        raise ValueError(f"expected an (N, {N_FEATURES}) feature array, got {features.shape}")
-    buffer = io.StringIO()
-    np.savetxt(buffer, features, fmt="%.9g", delimiter=",")
-    values = buffer.getvalue().encode("ascii").splitlines()
-    keys = [b"1.0" if int(label) == 1 else b"0.0" for label in labels]
-    return list(zip(keys, values))
+    _check_shape(features)
+    return encode_rows(labels, features)
 
 
 @rejects_any_error
@@ -99,39 +99,94 @@ def ensure_topic(kafka: KafkaResource, topic: str, partitions: int) -> int:
 
 @dataclass
 class ProduceResult:
-    """What one production wrote: per partition the first and one-past-last offsets, rows and seconds."""
+    """What one production wrote: per partition the first and one-past-last offsets, rows, seconds, processes."""
 
     ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
     rows: int = 0
     seconds: float = 0.0
+    processes: int = 1
+
+
+class ProducerProcessError(RuntimeError):
+    """A producer process failed or died: the rows of its partitions may be missing, so no ranges are recorded."""
 
 
 def produce_train_rows(kafka: KafkaResource, topic: str, labels: np.ndarray, features: np.ndarray,
-                       partitions: int, batch_rows: int = 50_000) -> ProduceResult:
-    """Send every row (row i to partition i mod partitions) through one idempotent batching producer."""
-    producer = kafka.producer()
-    result = ProduceResult()
-    errors: list[BaseException] = []
+                       partitions: int, batch_rows: int = 50_000, processes: int = 1) -> ProduceResult:
+    """Send every row (row i to partition i mod partitions) through idempotent batching producers.
 
-    def sent(metadata) -> None:
-        low, high = result.ranges.get(metadata.partition, (metadata.offset, metadata.offset + 1))
-        result.ranges[metadata.partition] = (min(low, metadata.offset), max(high, metadata.offset + 1))
-
+    processes > 1 (at most one per partition) splits the rows over that many producer processes, process w owning
+    the partitions p with p mod processes == w: each partition has one producer, so its records keep their order and
+    its range stays one contiguous run. ProducerProcessError when any process fails or dies.
+    """
+    features = np.asarray(features, dtype=np.float32)
+    _check_shape(features)
+    processes = max(1, min(processes, partitions))
+    targets = (np.arange(len(labels)) % partitions).astype(np.int32)
     start = time.perf_counter()
-    try:
-        for first in range(0, len(labels), batch_rows):
-            rows = encode_train_rows(labels[first:first + batch_rows], features[first:first + batch_rows])
-            for i, (key, value) in enumerate(rows, start=first):
-                future = producer.send(topic, key=key, value=value, partition=i % partitions)
-                future.add_callback(sent).add_errback(errors.append)
-        producer.flush()
-    finally:
-        producer.close()
-    result.seconds = time.perf_counter() - start
-    if errors:
-        raise RuntimeError(f"{len(errors)} of {len(labels)} sends to {topic} failed; first: {errors[0]!r}")
-    result.rows = sum(high - low for low, high in result.ranges.values())
-    return result
+    if processes == 1:
+        producer = kafka.producer()
+        try:
+            ranges = send_rows(producer, topic, labels, features, targets, batch_rows)
+        finally:
+            producer.close()
+    else:
+        ranges = _produce_in_processes(kafka.producer_config(), topic, np.asarray(labels, dtype=np.int8), features,
+                                       targets, batch_rows, processes)
+    rows = sum(high - low for low, high in ranges.values())
+    return ProduceResult(ranges, rows, time.perf_counter() - start, processes)
+
+
+def _produce_in_processes(config: dict, topic: str, labels: np.ndarray, features: np.ndarray, targets: np.ndarray,
+                          batch_rows: int, processes: int) -> dict[int, tuple[int, int]]:
+    """Run `python -m mlassets.streaming.train_producer` once per process on its partitions' rows; merged ranges."""
+    owner = targets % processes
+    running: list[tuple[int, subprocess.Popen]] = []
+    ranges: dict[int, tuple[int, int]] = {}
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="train-producer-") as folder:
+        try:
+            for w in range(processes):
+                mine = owner == w
+                path = Path(folder) / f"rows-{w}.npz"
+                np.savez(path, labels=labels[mine], features=features[mine], targets=targets[mine])
+                with open(Path(folder) / f"stderr-{w}.txt", "w") as errors:  # a file: a full pipe cannot block it
+                    child = subprocess.Popen([sys.executable, "-m", "mlassets.streaming.train_producer"],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)
+                running.append((w, child))
+                try:
+                    child.stdin.write(json.dumps({"config": config, "topic": topic, "rows": str(path),
+                                                  "batch_rows": batch_rows}))
+                    child.stdin.close()
+                except BrokenPipeError:
+                    pass  # it died before reading its job: reported with its exit status below
+            for w, child in running:
+                out = child.stdout.read()
+                child.wait()
+                err = (Path(folder) / f"stderr-{w}.txt").read_text()
+                owned = sorted(set(targets[owner == w].tolist()))
+                if child.returncode != 0:
+                    how = (f"killed by signal {-child.returncode}" if child.returncode < 0
+                           else f"exit {child.returncode}")
+                    last = err.strip().splitlines()[-1][-400:] if err.strip() else "no error output"
+                    failures.append(f"process {w} (partitions {owned}) {how}: {last}")
+                    continue
+                written = json.loads(out.splitlines()[-1])["ranges"]
+                ranges.update({int(p): (low, high) for p, (low, high) in written.items()})
+        finally:
+            for _, child in running:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+    if failures:
+        raise ProducerProcessError(f"{len(failures)} of {processes} producer processes for {topic} failed, so their "
+                                   f"rows may be missing and no ranges are recorded: {'; '.join(failures)}")
+    return ranges
+
+
+def _check_shape(features: np.ndarray) -> None:
+    if features.ndim != 2 or features.shape[1] != N_FEATURES:
+        raise ValueError(f"expected an (N, {N_FEATURES}) feature array, got {features.shape}")
 
 
 @dataclass

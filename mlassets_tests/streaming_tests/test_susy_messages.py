@@ -1,6 +1,11 @@
 """The trainData codec on real SUSY rows, its DLQ reasons, and the producer/reader against the real Kafka."""
 
 import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +17,7 @@ from mlassets.names import dlq_topic
 from mlassets.resources import KafkaResource
 from mlassets.streaming.dead_letters import BadMessage, DeadLetterError
 from mlassets.streaming.susy_messages import (
+    ProducerProcessError,
     RangeUnavailable,
     decode_train_message,
     encode_train_rows,
@@ -141,3 +147,112 @@ def test_an_unacknowledged_dead_letter_leaves_the_range_uncommitted(stack, sampl
     rows = read_train_rows(kafka, topic, {0: (0, 11)}, group=group)
     assert len(rows.labels) == 10 and rows.reasons == {"wrong field count": 1} and rows.ranges == {0: (0, 11)}
     assert committed_offset(kafka, topic, group) == 11
+
+
+@pytest.fixture(scope="module")
+def rows_2000(data_dir):
+    frame = read_susy(find_susy(data_dir), nrows=2000)
+    return frame["label"].to_numpy(), frame[list(FEATURES)].to_numpy()
+
+
+def _messages_by_partition(kafka: KafkaResource, topic: str) -> dict[int, list[tuple[bytes, bytes]]]:
+    """Every message of the topic, per partition in offset order."""
+    consumer = kafka.consumer(None)
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    ends = consumer.end_offsets(partitions)
+    messages: dict[int, list[tuple[bytes, bytes]]] = {tp.partition: [] for tp in partitions}
+    while any(consumer.position(tp) < ends[tp] for tp in partitions):
+        for tp, records in consumer.poll(timeout_ms=5000).items():
+            messages[tp.partition].extend((r.key, r.value) for r in records)
+    consumer.close()
+    return messages
+
+
+def _sorted_rows(labels: np.ndarray, features: np.ndarray) -> np.ndarray:
+    table = np.column_stack([labels, np.asarray(features, dtype=np.float32)])
+    return table[np.lexsort(table.T[::-1])]
+
+
+def test_several_producer_processes_write_every_row_once_in_exact_ranges(stack, rows_2000, unique) -> None:
+    kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
+    topic = f"trainData-{unique}"
+    ensure_topic(kafka, topic, 4)
+    labels, features = rows_2000
+    # 3 processes over 4 partitions: process 0 owns partitions 0 and 3, the others one each
+    produced = produce_train_rows(kafka, topic, labels, features, partitions=4, batch_rows=128, processes=3)
+    assert produced.processes == 3 and produced.rows == 2000
+    assert produced.ranges == {p: (0, 500) for p in range(4)}
+    # byte for byte the original wire format, each partition in the order of its rows
+    on_topic = _messages_by_partition(kafka, topic)
+    for p in range(4):
+        assert on_topic[p] == encode_train_rows(labels[p::4], features[p::4])
+    rows = read_train_rows(kafka, topic, produced.ranges, group=f"g-{unique}")
+    assert rows.dead_letters == 0 and rows.ranges == produced.ranges
+    np.testing.assert_array_equal(_sorted_rows(rows.labels, rows.features), _sorted_rows(labels, features))
+
+
+def test_the_ranges_start_where_the_partitions_ended(stack, rows_2000, unique) -> None:
+    kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
+    topic = f"trainData-{unique}"
+    ensure_topic(kafka, topic, 2)
+    labels, features = rows_2000
+    produce_train_rows(kafka, topic, labels[:10], features[:10], partitions=2)
+    produced = produce_train_rows(kafka, topic, labels[10:], features[10:], partitions=2, processes=2)
+    assert produced.ranges == {0: (5, 1000), 1: (5, 1000)}
+    rows = read_train_rows(kafka, topic, produced.ranges, group=f"g-{unique}")
+    np.testing.assert_array_equal(_sorted_rows(rows.labels, rows.features),
+                                  _sorted_rows(labels[10:], features[10:]))
+
+
+def _kill_a_producer_process(parent: int, killed: list[int], stop: threading.Event) -> None:
+    """SIGKILL the first train_producer child of parent that appears."""
+    while not stop.is_set() and not killed:
+        for entry in Path("/proc").iterdir():
+            try:
+                if (entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+                        and b"mlassets.streaming.train_producer" in (entry / "cmdline").read_bytes()):
+                    time.sleep(0.5)  # started: importing or sending
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed.append(int(entry.name))
+                    return
+            except (OSError, IndexError, ValueError):
+                continue
+        time.sleep(0.05)
+
+
+def test_a_producer_process_that_dies_fails_the_production_clearly(stack, rows_2000, unique) -> None:
+    kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
+    topic = f"trainData-{unique}"
+    ensure_topic(kafka, topic, 2)
+    labels, features = (np.tile(a, (10,) + (1,) * (a.ndim - 1)) for a in rows_2000)  # 20,000 rows
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_a_producer_process, args=(os.getpid(), killed, stop), daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(ProducerProcessError, match=r"1 of 2 producer processes for trainData-\w+ failed, so "
+                                                       r"their rows may be missing and no ranges are recorded: "
+                                                       r"process \d \(partitions \[\d\]\) killed by signal 9"):
+            produce_train_rows(kafka, topic, labels, features, partitions=2, processes=2)
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == 1
+
+
+class _QuicklyFailingKafka(KafkaResource):
+    """Producers that give up bootstrapping after 2 s instead of 30."""
+
+    def producer_config(self, **overrides):
+        return super().producer_config(**{"bootstrap_timeout_ms": 2000, **overrides})
+
+
+def test_a_producer_process_that_fails_names_its_error(stack, rows_2000, unique) -> None:
+    kafka = _QuicklyFailingKafka(bootstrap_servers="127.0.0.1:1")  # nothing listens there
+    labels, features = rows_2000
+    with pytest.raises(ProducerProcessError, match=r"2 of 2 producer processes for trainData-\w+ failed.*"
+                                                   r"process 0 \(partitions \[0\]\) exit 1: "
+                                                   r"kafka.errors.KafkaTimeoutError: .*Unable to bootstrap"):
+        produce_train_rows(kafka, f"trainData-{unique}", labels, features, partitions=2, processes=2)

@@ -1,5 +1,6 @@
 """The SUSY training rows produced to the Kafka topic `trainData` in the original wire format."""
 
+import os
 from collections.abc import Iterator
 
 import pandas as pd
@@ -14,12 +15,20 @@ from mlassets.resources import KafkaResource
 from mlassets.streaming.susy_messages import ensure_topic, produce_train_rows
 
 
+ROWS_PER_PROCESS = 100_000
+"""Below this many rows per process, starting one (about 0.5 s of CPU) costs more than its share of the sends."""
+
+
 class SusyTrainTopicConfig(Config):
     """Where and how the training rows are produced."""
 
     topic: str = Field(default=TRAIN_TOPIC, description="Kafka topic of the training rows.")
     partitions: int = Field(default=4, ge=1, description="Partitions of the topic when it has to be created.")
     max_rows: int | None = Field(default=None, ge=1, description="Produce only the first training rows (None: all).")
+    producer_processes: int | None = Field(
+        default=None, ge=1,
+        description=f"Producer processes, each owning whole partitions (None: one per {ROWS_PER_PROCESS:,} rows, at "
+                    "most one per CPU and one per partition; 1: in this process).")
 
 
 def offset_ranges_frame(topic: str, ranges: dict[int, tuple[int, int]]) -> pd.DataFrame:
@@ -42,8 +51,9 @@ def susy_train_topic(config: SusyTrainTopicConfig, kafka: KafkaResource,
     if config.max_rows is not None:
         train = train.head(config.max_rows)
     partitions = ensure_topic(kafka, config.topic, config.partitions)
+    processes = config.producer_processes or min(partitions, os.cpu_count() or 1, -(-len(train) // ROWS_PER_PROCESS))
     result = produce_train_rows(kafka, config.topic, train["label"].to_numpy(),
-                                train[list(FEATURES)].to_numpy(), partitions)
+                                train[list(FEATURES)].to_numpy(), partitions, processes=processes)
     frame = offset_ranges_frame(config.topic, result.ranges)
     rows_per_s = result.rows / max(result.seconds, 1e-9)
     yield Output(frame, metadata={
@@ -51,6 +61,7 @@ def susy_train_topic(config: SusyTrainTopicConfig, kafka: KafkaResource,
         "topic": config.topic,
         "rows": result.rows,
         "rows_per_s": round(rows_per_s, 1),
+        "producer_processes": result.processes,
         "seconds": round(result.seconds, 3),
         "offset_ranges": MetadataValue.md(markdown_table(frame)),
     })

@@ -43,7 +43,8 @@ def pipeline(stack, data_dir, local_resources, tmp_path_factory):
             ASSETS, resources=resources, instance=instance, raise_on_error=False,
             tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
             run_config={"ops": {
-                "susy_train_topic": {"config": {"topic": topic}},
+                # two producer processes: susy_model must train on exactly the ranges they recorded
+                "susy_train_topic": {"config": {"topic": topic, "producer_processes": 2}},
                 "susy_model": {"config": {"epochs": 3}},
                 "susy_test_scaled": {"config": {"rows_per_chunk": ROWS_PER_CHUNK, "row_group_rows": 3000}},
                 "susy_evaluation": {"config": {"arrow_batch_rows": 2500}},
@@ -61,10 +62,12 @@ def test_the_run_succeeds_with_every_check_passing(pipeline) -> None:
 
 
 def test_the_topic_holds_exactly_the_train_split(pipeline) -> None:
-    result, *_ = pipeline
+    result, instance, *_ = pipeline
     ranges = result.output_for_node("susy_train_topic")
     assert ranges["rows"].sum() == 8000 and len(ranges) == 4
     assert (ranges["end_offset"] - ranges["start_offset"] == ranges["rows"]).all()
+    metadata = instance.get_latest_materialization_event(AssetKey("susy_train_topic")).asset_materialization.metadata
+    assert metadata["producer_processes"].value == 2
 
 
 def test_the_model_is_a_new_version_with_weights_scaler_and_offsets(pipeline) -> None:

@@ -1,10 +1,11 @@
 """SUSY: trainData ingest rows/s vs Kafka's ProducerPerformance, and susy_evaluation rows/s vs bare Keras predict.
 
-Sizes: BENCH_SUSY_INGEST_ROWS (default 500,000), BENCH_SUSY_EVAL_ROWS (comma-separated totals over the 4 chunks,
-default "5000000,20000000"). Each evaluation size runs in a fresh process whose peak RSS (driver, JVM and
-Python workers summed, sampled every 0.2 s) is reported; its chunks are written before the timed scoring job. The
-model is trained once, in this process; the ceiling is the best of 3 runs just before and 3 just after each size, so
-it sees the machine load the scoring saw.
+Sizes: BENCH_SUSY_INGEST_ROWS (default 500,000, produced with 1 and with BENCH_SUSY_INGEST_PROCESSES producer
+processes, default one per CPU, 2 to 4; `python -m benchmarks.susy_throughput ingest` runs the ingest alone),
+BENCH_SUSY_EVAL_ROWS (comma-separated totals over the 4 chunks, default "5000000,20000000"). Each evaluation size runs
+in a fresh process whose peak RSS (driver, JVM and Python workers summed, sampled every 0.2 s) is reported; its chunks
+are written before the timed scoring job. The model is trained once, in this process; the ceiling is the best of 3
+runs just before and 3 just after each size, so it sees the machine load the scoring saw.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ DATA = sample_data_dir()
 INGEST_ROWS = int(os.environ.get("BENCH_SUSY_INGEST_ROWS", 500_000))
 EVAL_ROWS = [int(n) for n in os.environ.get("BENCH_SUSY_EVAL_ROWS", "5000000,20000000").split(",")]
 ARROW_BATCH = int(os.environ.get("BENCH_SUSY_ARROW_BATCH", 65_536))
+INGEST_PROCESSES = int(os.environ.get("BENCH_SUSY_INGEST_PROCESSES", max(2, min(4, os.cpu_count() or 1))))
 CEILING_ROWS = 2_000_000
 
 
@@ -43,16 +45,8 @@ def _sample() -> tuple[np.ndarray, np.ndarray]:
     return frame["label"].to_numpy(), frame[list(FEATURES)].to_numpy()
 
 
-def ingest(stack: LocalStack) -> None:
-    """Rows/s of produce_train_rows against ProducerPerformance with records of the same mean size."""
-    kafka = KafkaResource(bootstrap_servers=stack.settings.kafka_bootstrap)
-    labels, features = _sample()
-    reps = -(-INGEST_ROWS // len(labels))
-    labels, features = np.tile(labels, reps)[:INGEST_ROWS], np.tile(features, (reps, 1))[:INGEST_ROWS]
-    topic = f"trainData-bench-{uuid.uuid4().hex[:8]}"
-    ensure_topic(kafka, topic, 4)
-    result = produce_train_rows(kafka, topic, labels, features, partitions=4)
-    size = int(np.mean([len(v) for _, v in encode_train_rows(labels[:1000], features[:1000])]))
+def _producer_performance(stack: LocalStack, kafka: KafkaResource, size: int) -> float:
+    """Rows/s of Kafka's own ProducerPerformance, INGEST_ROWS records of size bytes, to a fresh 4-partition topic."""
     java_topic = f"trainData-java-{uuid.uuid4().hex[:8]}"
     ensure_topic(kafka, java_topic, 4)
     out = subprocess.run(
@@ -62,10 +56,39 @@ def ingest(stack: LocalStack) -> None:
          "linger.ms=20", "batch.size=262144"],
         capture_output=True, text=True, check=True,
     ).stdout
-    ceiling = float(re.findall(r"([\d.]+) records/sec", out)[-1])
-    report("susy_ingest_trainData", result.rows / result.seconds, ceiling, "rows/s", rows=result.rows,
-           value_bytes=size, partitions=4, includes="csv encoding of the features + idempotent batched produce",
-           ceiling_tool="org.apache.kafka.tools.ProducerPerformance (same size, acks=all, idempotent)")
+    return float(re.findall(r"([\d.]+) records/sec", out)[-1])
+
+
+def ingest(stack: LocalStack) -> None:
+    """Rows/s of produce_train_rows with 1 and with N producer processes against ProducerPerformance (same sizes).
+
+    The ceiling is the best of one run before and one after the two ingests; the encoding alone (no Kafka) is timed
+    too, to say how much of one process's time is the text formatting.
+    """
+    kafka = KafkaResource(bootstrap_servers=stack.settings.kafka_bootstrap)
+    labels, features = _sample()
+    reps = -(-INGEST_ROWS // len(labels))
+    labels, features = np.tile(labels, reps)[:INGEST_ROWS], np.tile(features, (reps, 1))[:INGEST_ROWS]
+    size = int(np.mean([len(v) for _, v in encode_train_rows(labels[:1000], features[:1000])]))
+    start = time.perf_counter()
+    encode_train_rows(labels, features)
+    encode_only = INGEST_ROWS / (time.perf_counter() - start)
+    ceilings = [_producer_performance(stack, kafka, size)]
+    results = {}
+    for processes in (1, INGEST_PROCESSES):
+        topic = f"trainData-bench-{uuid.uuid4().hex[:8]}"
+        ensure_topic(kafka, topic, 4)
+        results[processes] = produce_train_rows(kafka, topic, labels, features, partitions=4, processes=processes)
+    ceilings.append(_producer_performance(stack, kafka, size))
+    for processes, result in results.items():
+        report(f"susy_ingest_trainData_{processes}_process{'es' if processes > 1 else ''}",
+               result.rows / result.seconds, max(ceilings), "rows/s", rows=result.rows, processes=result.processes,
+               seconds=round(result.seconds, 2), value_bytes=size, partitions=4,
+               encode_only_rows_per_s=round(encode_only), ceiling_runs=[round(c) for c in ceilings],
+               includes="csv encoding of the features + idempotent batched produce (+ process start and row hand-off "
+                        "when processes > 1)",
+               ceiling_tool="best of 2 (before, after): org.apache.kafka.tools.ProducerPerformance, same record "
+                            "count and size, acks=all, idempotent")
 
 
 def _tree_rss(pid: int) -> dict[str, int]:
@@ -241,3 +264,13 @@ def run(stack: LocalStack) -> None:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
     child(int(sys.argv[2]), sys.argv[3])
+elif __name__ == "__main__" and sys.argv[1:2] == ["ingest"]:  # the ingest alone, on the benchmark stack
+    from benchmarks.common import bench_stack
+
+    _stack = bench_stack()
+    _started = _stack.up()
+    try:
+        ingest(_stack)
+    finally:
+        if _started:
+            _stack.down()

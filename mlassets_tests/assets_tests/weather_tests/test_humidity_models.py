@@ -15,10 +15,12 @@ from sklearn.ensemble import RandomForestRegressor
 from mlassets.assets import weather
 from mlassets.assets.weather.boosted_models import (
     ORIGINAL_TRIAL,
+    HumiditySearchConfig,
     booster_from_bytes,
     booster_to_bytes,
     expanding_folds,
     sample_trials,
+    search,
     xgboost_params,
 )
 from mlassets.assets.weather.features import feature_columns
@@ -69,6 +71,24 @@ def test_expanding_folds_test_on_the_last_years_and_train_only_before() -> None:
     assert [int(train.sum()) for train, _ in folds] == sorted(int(train.sum()) for train, _ in folds)
     with pytest.raises(ValueError, match="more than 12 years"):
         expanding_folds(dates, 12)
+
+
+def test_a_slow_or_loaded_machine_runs_the_same_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default search runs every trial however long each takes (so the chosen model does not depend on the
+    machine's load); a time limit, when set, stops starting trials."""
+    from mlassets.assets.weather import boosted_models
+
+    rng = np.random.default_rng(0)
+    dates = pd.Series(pd.date_range("2010-01-01", "2015-12-31", freq="D"))
+    train = pd.DataFrame({"date": dates, "month": dates.dt.month, **{c: rng.normal(size=len(dates))
+                                                                    for c in feature_columns()[1:]}})
+    train["humidity"] = 50 + train["month"] + rng.normal(scale=0.1, size=len(dates))
+    clock = iter(range(0, 10**9, 1000))  # every reading of the clock is 1,000 s after the one before
+    monkeypatch.setattr(boosted_models.time, "perf_counter", lambda: float(next(clock)))
+    small = {"trials": 3, "folds": 2, "max_rounds": 5, "early_stopping_rounds": 2}
+    assert HumiditySearchConfig().max_seconds is None
+    assert list(search(train, HumiditySearchConfig(**small))["trial"]) == [0, 1, 2]
+    assert list(search(train, HumiditySearchConfig(**small, max_seconds=60))["trial"]) == [0]
 
 
 def test_trials_start_with_the_original_and_are_seeded() -> None:

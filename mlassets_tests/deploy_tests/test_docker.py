@@ -170,7 +170,7 @@ def test_webserver_daemon_and_runs_share_the_code_location(compose: dict) -> Non
     user_code = compose["services"]["user-code"]
     dockerfile = (DOCKER / "Dockerfile").read_text()
     cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1)
-    assert f'"-p", "{grpc["port"]}"' in cmd and f'"-h", "0.0.0.0"' in cmd
+    assert f'"-p", "{grpc["port"]}"' in cmd and '"-h", "0.0.0.0"' in cmd
     assert grpc["host"] == "user-code" and listens(compose, "user-code", grpc["port"])
     assert service_env(compose, "user-code")["DAGSTER_CURRENT_IMAGE"] == user_code["image"]
     for name in ("dagster-webserver", "dagster-daemon"):

@@ -1,10 +1,8 @@
 """The SUSY group end to end on the real sample: topic, model from the topic, scaled chunks scored on Spark."""
 
 import numpy as np
-import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
-from sklearn.metrics import roc_auc_score
+from dagster import AssetKey, instance_for_test, materialize
 
 from mlassets.assets.susy import (
     susy_dataset,

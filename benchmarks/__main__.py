@@ -11,12 +11,14 @@ import os
 import subprocess
 import sys
 
-from benchmarks import fruits_pipeline, humidity_forests, iot_pipeline, kafka_throughput, string_count, susy_throughput
+from benchmarks import (cifar_training, fruits_pipeline, humidity_forests, iot_pipeline, kafka_throughput, string_count,
+                        susy_throughput)
 from benchmarks.common import REPO, bench_cluster, bench_stack
 
 BENCHMARKS = {"kafka": kafka_throughput.run, "string_count": string_count.run,
               "humidity_forests": humidity_forests.run, "susy": susy_throughput.run,
-              "fruits": fruits_pipeline.run, "iot": iot_pipeline.run}
+              "fruits": fruits_pipeline.run, "iot": iot_pipeline.run,
+              "cifar": cifar_training.run}
 SPARK_BENCHMARKS = {"string_count": "benchmarks.string_count", "humidity_forests": "benchmarks.humidity_forests"}
 LOCAL_MASTER = "local[*]"
 

@@ -13,7 +13,7 @@ import sys
 
 from benchmarks import (cifar_training, fruits_pipeline, humidity_forests, iot_pipeline, kafka_throughput, string_count,
                         susy_throughput)
-from benchmarks.common import REPO, bench_cluster, bench_stack
+from benchmarks.common import REPO, bench_cluster, running_bench_stack
 
 BENCHMARKS = {"kafka": kafka_throughput.run, "string_count": string_count.run,
               "humidity_forests": humidity_forests.run, "susy": susy_throughput.run,
@@ -57,24 +57,21 @@ def main(args: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}", file=sys.stderr)
         return 2
-    stack = bench_stack()
-    started = stack.up()
-    spark = bench_cluster(stack) if cluster else None
-    try:
-        if spark is not None:
-            spark.up()
-        chosen = names or list(BENCHMARKS)
-        for name in chosen:
-            if spark is None or name not in SPARK_BENCHMARKS:
-                BENCHMARKS[name](stack)
-        if spark is not None:
-            side_by_side([n for n in chosen if n in SPARK_BENCHMARKS],
-                         {"local": LOCAL_MASTER, "cluster": spark.settings.master_url})
-    finally:
-        if spark is not None:
-            spark.down()
-        if started:
-            stack.down()
+    with running_bench_stack() as stack:
+        spark = bench_cluster(stack) if cluster else None
+        try:
+            if spark is not None:
+                spark.up()
+            chosen = names or list(BENCHMARKS)
+            for name in chosen:
+                if spark is None or name not in SPARK_BENCHMARKS:
+                    BENCHMARKS[name](stack)
+            if spark is not None:
+                side_by_side([n for n in chosen if n in SPARK_BENCHMARKS],
+                             {"local": LOCAL_MASTER, "cluster": spark.settings.master_url})
+        finally:
+            if spark is not None:
+                spark.down()
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,18 @@ def bench_stack() -> LocalStack:
         run_dir=REPO / ".mlassets" / "bench-stack", cache_dir=REPO / ".cache",
         kafka_port=29092, kafka_controller_port=29093, mongo_port=47017, s3_port=29000,
     ))
+
+
+@contextmanager
+def running_bench_stack() -> Iterator[LocalStack]:
+    """The benchmark stack, started if it was not running and then stopped again."""
+    stack = bench_stack()
+    started = stack.up()
+    try:
+        yield stack
+    finally:
+        if started:
+            stack.down()
 
 
 def bench_cluster(stack: LocalStack) -> SparkStandaloneCluster:

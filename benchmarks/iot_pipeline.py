@@ -121,7 +121,7 @@ def error_table(stack: LocalStack, backend: str = "sqlite") -> None:
     documents the connector receives, without Spark), and `seconds` is the whole job.
     """
     from mlassets.environments import load_environment
-    from mlassets.tables.error_tables import Window, count_producer_errors, inference_days
+    from mlassets.tables.error_tables import INFERENCE_FIELDS, Window, count_producer_errors, inference_days
 
     database = f"bench_tables_{uuid.uuid4().hex[:8]}"
     collection = MongoResource(uri=stack.settings.mongo_uri).client()[database][INFERENCE_COLLECTION]
@@ -147,7 +147,7 @@ def error_table(stack: LocalStack, backend: str = "sqlite") -> None:
                                         {"$group": {"_id": "$producer_id", "n": {"$sum": 1}}}]))
     server_s = time.perf_counter() - start
     assert sum(g["n"] for g in server) == TABLE_DOCS
-    fields = {name: 1 for name in ("producer_id", "GroundTruth", "InferredValue", "inferred_at", "sent_at")}
+    fields = {name: 1 for name in INFERENCE_FIELDS}
     start = time.perf_counter()
     pulled = sum(1 for _ in collection.aggregate([{"$match": window.mongo_filter()}, {"$project": fields}]))
     read_s = time.perf_counter() - start
@@ -173,16 +173,11 @@ if __name__ == "__main__":
     import sys
     from types import SimpleNamespace
 
-    from benchmarks.common import bench_stack
+    from benchmarks.common import running_bench_stack
 
     if len(sys.argv) > 1:
         name, uri = sys.argv[1].split("=", 1)
         error_table(SimpleNamespace(settings=SimpleNamespace(mongo_uri=uri)), name)  # type: ignore[arg-type]
     else:
-        bench = bench_stack()
-        started = bench.up()
-        try:
+        with running_bench_stack() as bench:
             error_table(bench)
-        finally:
-            if started:
-                bench.down()

@@ -265,12 +265,7 @@ def run(stack: LocalStack) -> None:
 if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
     child(int(sys.argv[2]), sys.argv[3])
 elif __name__ == "__main__" and sys.argv[1:2] == ["ingest"]:  # the ingest alone, on the benchmark stack
-    from benchmarks.common import bench_stack
+    from benchmarks.common import running_bench_stack
 
-    _stack = bench_stack()
-    _started = _stack.up()
-    try:
+    with running_bench_stack() as _stack:
         ingest(_stack)
-    finally:
-        if _started:
-            _stack.down()

@@ -20,6 +20,11 @@ OUTDATED = re.compile(r"SupersessionWarning|DeprecationWarning|deprecated|supers
 """What Dagster prints when a command or an API is on its way out (SupersessionWarning, DeprecationWarning, ...)."""
 
 
+def dg_environ() -> dict[str, str]:
+    """This process's environment as a user's shell has it for `dg`: no warning filters, no activated virtualenv."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "VIRTUAL_ENV")}
+
+
 def test_stack_settings() -> StackSettings:
     """Ports and directories of the test stack, apart from a developer's running `mlassets stack up`."""
     return StackSettings.from_env(

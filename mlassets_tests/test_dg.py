@@ -3,7 +3,6 @@ graph, launches one partition, and prints no deprecation or supersession warning
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from mlassets_tests.conftest import OUTDATED, REPO, dagster_cli
+from mlassets_tests.conftest import OUTDATED, REPO, dagster_cli, dg_environ
 
 
 def dg(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
@@ -39,8 +38,7 @@ def dg_env(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     home = root / "home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "VIRTUAL_ENV")}
-    return {**env, "MLASSETS_ENV": "local", "MLASSETS_DATA_DIR": str(data_dir),
+    return {**dg_environ(), "MLASSETS_ENV": "local", "MLASSETS_DATA_DIR": str(data_dir),
             "MLASSETS_LAKE_ROOT": str(root / "lake"), "DAGSTER_HOME": str(home)}
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from mlassets.stack.process import ManagedProcess
-from mlassets_tests.conftest import OUTDATED, REPO, dagster_cli
+from mlassets_tests.conftest import OUTDATED, REPO, dagster_cli, dg_environ
 
 GROUPS = {"iot", "susy", "fruits", "weather"}
 UI_ASSET = "humidity_forecast_2021"
@@ -69,8 +69,7 @@ def dagster_dev(test_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str,
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "VIRTUAL_ENV")}
-    env = {**inherited, **test_env, "MLASSETS_LAKE_ROOT": str(tmp_path / "lake"), "DAGSTER_HOME": str(home)}
+    env = {**dg_environ(), **test_env, "MLASSETS_LAKE_ROOT": str(tmp_path / "lake"), "DAGSTER_HOME": str(home)}
     # Before dagster dev, not beside it: two processes creating a fresh instance's SQLite tables at once collide.
     config = {"execution": {"config": {"in_process": {}}},
               "ops": {"humidity_model_standalone": SMALL_FOREST, "humidity_model_spark": SMALL_FOREST,

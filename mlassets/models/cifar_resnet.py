@@ -74,8 +74,7 @@ def build_cifar_resnet(blocks_per_stage: int = 3, base_filters: int = 16, classe
     from keras import layers
 
     inputs, x = _inputs(shift, augment)
-    x = layers.Conv2D(base_filters, 3, padding="same", use_bias=False)(x)
-    x = layers.Activation("relu")(layers.BatchNormalization(momentum=0.9)(x))
+    x = _conv_bn_relu(x, base_filters)
     for stage in range(3):
         filters = base_filters * 2**stage
         for block in range(blocks_per_stage):

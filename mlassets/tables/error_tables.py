@@ -37,6 +37,10 @@ CLASS_COLUMNS = {
 }
 TOTALS_CHECK = "totals_match_records"
 
+INFERENCE_FIELDS = {"_id": "string", "producer_id": "string", "GroundTruth": "string", "InferredValue": "string",
+                    "inferred_at": "timestamp", "sent_at": "timestamp"}
+"""The fields of an inference record the day tables read (name -> type); the connector projects only these."""
+
 
 class LakeWriter(Protocol):
     """Where a day table's files go (mlassets.resources.LakeResource)."""
@@ -134,10 +138,8 @@ def inference_days(spark: Any, window: Window, database: str) -> Any:
     from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
     # Only the fields the counts need: the connector projects them, so image bytes are never read.
-    schema = StructType([StructField(name, typ) for name, typ in [
-        ("_id", StringType()), ("producer_id", StringType()), ("GroundTruth", StringType()),
-        ("InferredValue", StringType()), ("inferred_at", TimestampType()), ("sent_at", TimestampType()),
-    ]])
+    types = {"string": StringType(), "timestamp": TimestampType()}
+    schema = StructType([StructField(name, types[kind]) for name, kind in INFERENCE_FIELDS.items()])
     start, end = F.lit(window.start).cast("timestamp"), F.lit(window.end).cast("timestamp")
     records = (spark.read.format("mongodb").schema(schema)
                .option("database", database).option("collection", INFERENCE_COLLECTION).load())

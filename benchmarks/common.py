@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,3 +69,55 @@ def running_bench_stack() -> Iterator[LocalStack]:
 def bench_cluster(stack: LocalStack) -> SparkStandaloneCluster:
     """The loopback Spark cluster (master + 2 one-core workers) on ports of its own, beside the benchmark stack."""
     return SparkStandaloneCluster(stack.settings, SparkClusterSettings(master_port=27077, ui_port=28080))
+
+
+def tree_rss(pid: int) -> dict[str, int]:
+    """Resident bytes of pid (the driver), its children (the Spark JVM) and their descendants (the Python workers)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    parts = {"driver": 0, "jvm": 0, "python_workers": 0}
+    todo = [(pid, "driver")]
+    while todo:
+        current, part = todo.pop()
+        parts[part] += rss.get(current, 0)
+        todo.extend((c, "jvm" if part == "driver" else "python_workers") for c in children.get(current, []))
+    return parts
+
+
+class PeakTreeRss:
+    """The peak of tree_rss(pid) summed, sampled every 0.2 s while the block runs, and its split at that moment."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = pid if pid is not None else os.getpid()
+        self.peak: dict[str, int] = {"total": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            parts = tree_rss(self.pid)
+            if sum(parts.values()) > self.peak["total"]:
+                self.peak = {**parts, "total": sum(parts.values())}
+            time.sleep(0.2)
+
+    def __enter__(self) -> "PeakTreeRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mib(self) -> dict[str, Any]:
+        """{"peak_rss_mib": total, "peak_rss_split_mib": {driver, jvm, python_workers}} in MiB."""
+        return {"peak_rss_mib": round(self.peak["total"] / 2**20),
+                "peak_rss_split_mib": {k: round(v / 2**20) for k, v in self.peak.items() if k != "total"}}

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import report
+from benchmarks.common import PeakTreeRss, report
 from mlassets.paths import sample_data_dir
 
 CLASSES, PER_CLASS = 32, 10
@@ -86,9 +86,12 @@ def run(stack: Any = None) -> None:
                   "fruit_features": {"config": {"weights": "none"}}}
         spark.spark_session  # the session start is not part of either figure
         started = time.perf_counter()
-        cold = _materialize([fruit_images, fruit_features, fruit_pca], resources, config)
+        with PeakTreeRss() as cold_rss:
+            cold = _materialize([fruit_images, fruit_features, fruit_pca], resources, config)
         wall = time.perf_counter() - started
-        warm = _materialize([fruit_features], resources, {"fruit_features": config["fruit_features"]})["fruit_features"]
+        with PeakTreeRss() as warm_rss:
+            warm = _materialize([fruit_features], resources,
+                                {"fruit_features": config["fruit_features"]})["fruit_features"]
         spark.spark_session.stop()
     rows = cold["fruit_features"]["dagster/row_count"]
     loop_seconds, bare_images_per_second = plain_loop_seconds(paths, cold["fruit_pca"]["k_requested"])
@@ -106,12 +109,14 @@ def run(stack: Any = None) -> None:
                "svd_1280_scipy_seconds": round(svd_seconds(1280), 2),
                "model_builds": features["model_builds"],
                "udf_keras_imports": features.get("udf_keras_imports")},
-           ceiling_is="plain single-process loop: decode + batched predict + sklearn scaler/PCA")
-    for name, meta in (("cold", cold["fruit_features"]), ("warm", warm)):
+           ceiling_is="plain single-process loop: decode + batched predict + sklearn scaler/PCA", **cold_rss.mib(),
+           rss_of="this process (the driver) + Spark JVM + Python workers, summed, sampled every 0.2 s")
+    for name, meta, rss in (("cold", cold["fruit_features"], cold_rss), ("warm", warm, warm_rss)):
         report(f"fruit_features_images_per_second_{name}", meta["images_per_second"], bare_images_per_second,
                "images/s", images=meta["dagster/row_count"], partitions=meta["partitions"],
                asset_seconds=meta.get("asset_seconds"), worker_warmup_seconds=meta.get("worker_warmup_seconds"),
                model_builds=meta["model_builds"], udf_batches=meta["udf_batches"], target_ratio=TARGETS[name],
+               **rss.mib(),
                ceiling_is="bare Keras MobileNetV2 predict_on_batch(32) on decoded arrays, same process kind")
 
 

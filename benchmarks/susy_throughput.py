@@ -16,10 +16,8 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,7 +27,7 @@ from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION, SUSY_MODEL_NAME
 from mlassets.resources import KafkaResource
 from mlassets.stack import LocalStack
 from mlassets.streaming.susy_messages import encode_train_rows, ensure_topic, produce_train_rows
-from benchmarks.common import REPO, report
+from benchmarks.common import REPO, PeakTreeRss, report
 from mlassets.paths import sample_data_dir
 
 DATA = sample_data_dir()
@@ -83,34 +81,13 @@ def ingest(stack: LocalStack) -> None:
     for processes, result in results.items():
         report(f"susy_ingest_trainData_{processes}_process{'es' if processes > 1 else ''}",
                result.rows / result.seconds, max(ceilings), "rows/s", rows=result.rows, processes=result.processes,
+               client=result.client,
                seconds=round(result.seconds, 2), value_bytes=size, partitions=4,
                encode_only_rows_per_s=round(encode_only), ceiling_runs=[round(c) for c in ceilings],
                includes="csv encoding of the features + idempotent batched produce (+ process start and row hand-off "
                         "when processes > 1)",
                ceiling_tool="best of 2 (before, after): org.apache.kafka.tools.ProducerPerformance, same record "
                             "count and size, acks=all, idempotent")
-
-
-def _tree_rss(pid: int) -> dict[str, int]:
-    """Resident bytes of pid (the driver), its children (the Spark JVM) and their descendants (the Python workers)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-            rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    parts = {"driver": 0, "jvm": 0, "python_workers": 0}
-    todo = [(pid, "driver")]
-    while todo:
-        current, part = todo.pop()
-        parts[part] += rss.get(current, 0)
-        todo.extend((c, "jvm" if part == "driver" else "python_workers") for c in children.get(current, []))
-    return parts
 
 
 def _split() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -147,26 +124,12 @@ def _child_run(rows: int, model_id: str, mongo_uri: str) -> dict:
     env = {**os.environ, "BENCH_MONGO_URI": mongo_uri}
     child = subprocess.Popen([sys.executable, "-m", "benchmarks.susy_throughput", "child", str(rows),
                               model_id], env=env, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    peak = {"total": 0}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            parts = _tree_rss(child.pid)
-            if sum(parts.values()) > peak["total"]:
-                peak.update(parts, total=sum(parts.values()))
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, _ = child.communicate()
-    stop.set()
-    sampler.join()
+    with PeakTreeRss(child.pid) as peak:
+        out, _ = child.communicate()
     if child.returncode:
         raise RuntimeError(f"evaluation child for {rows} rows failed (exit {child.returncode})")
     line = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
-    return {**line, "peak_rss_mib": round(peak["total"] / 2**20),
-            "peak_rss_split_mib": {k: round(v / 2**20) for k, v in peak.items() if k != "total"}}
+    return {**line, **peak.mib()}
 
 
 def evaluation(stack: LocalStack) -> None:

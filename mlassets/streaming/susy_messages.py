@@ -22,7 +22,7 @@ from mlassets.datasets.susy import N_FEATURES
 from mlassets.names import TRAINER_GROUP
 from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.dead_letters import BadMessage, DeadLetters, rejects_any_error
-from mlassets.streaming.train_producer import encode_rows, send_rows
+from mlassets.streaming.train_producer import encode_rows, produce_rows
 
 LABEL_KEYS = {b"1.0": 1, b"0.0": 0}
 
@@ -99,12 +99,13 @@ def ensure_topic(kafka: KafkaResource, topic: str, partitions: int) -> int:
 
 @dataclass
 class ProduceResult:
-    """What one production wrote: per partition the first and one-past-last offsets, rows, seconds, processes."""
+    """What one production wrote: per partition the first and one-past-last offsets, rows, seconds, processes, client."""
 
     ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
     rows: int = 0
     seconds: float = 0.0
     processes: int = 1
+    client: str = ""
 
 
 class ProducerProcessError(RuntimeError):
@@ -125,20 +126,16 @@ def produce_train_rows(kafka: KafkaResource, topic: str, labels: np.ndarray, fea
     targets = (np.arange(len(labels)) % partitions).astype(np.int32)
     start = time.perf_counter()
     if processes == 1:
-        producer = kafka.producer()
-        try:
-            ranges = send_rows(producer, topic, labels, features, targets, batch_rows)
-        finally:
-            producer.close()
+        ranges, client = produce_rows(kafka.producer_config(), topic, labels, features, targets, batch_rows)
     else:
-        ranges = _produce_in_processes(kafka.producer_config(), topic, np.asarray(labels, dtype=np.int8), features,
-                                       targets, batch_rows, processes)
+        ranges, client = _produce_in_processes(kafka.producer_config(), topic, np.asarray(labels, dtype=np.int8),
+                                               features, targets, batch_rows, processes)
     rows = sum(high - low for low, high in ranges.values())
-    return ProduceResult(ranges, rows, time.perf_counter() - start, processes)
+    return ProduceResult(ranges, rows, time.perf_counter() - start, processes, client)
 
 
 def _produce_in_processes(config: dict, topic: str, labels: np.ndarray, features: np.ndarray, targets: np.ndarray,
-                          batch_rows: int, processes: int) -> dict[int, tuple[int, int]]:
+                          batch_rows: int, processes: int) -> tuple[dict[int, tuple[int, int]], str]:
     """Run `python -m mlassets.streaming.train_producer` once per process on its partitions' rows; merged ranges."""
     owner = targets % processes
     running: list[tuple[int, subprocess.Popen]] = []
@@ -171,8 +168,9 @@ def _produce_in_processes(config: dict, topic: str, labels: np.ndarray, features
                     last = err.strip().splitlines()[-1][-400:] if err.strip() else "no error output"
                     failures.append(f"process {w} (partitions {owned}) {how}: {last}")
                     continue
-                written = json.loads(out.splitlines()[-1])["ranges"]
-                ranges.update({int(p): (low, high) for p, (low, high) in written.items()})
+                written = json.loads(out.splitlines()[-1])
+                ranges.update({int(p): (low, high) for p, (low, high) in written["ranges"].items()})
+                client = written["client"]
         finally:
             for _, child in running:
                 if child.poll() is None:
@@ -181,7 +179,7 @@ def _produce_in_processes(config: dict, topic: str, labels: np.ndarray, features
     if failures:
         raise ProducerProcessError(f"{len(failures)} of {processes} producer processes for {topic} failed, so their "
                                    f"rows may be missing and no ranges are recorded: {'; '.join(failures)}")
-    return ranges
+    return ranges, client
 
 
 def _check_shape(features: np.ndarray) -> None:

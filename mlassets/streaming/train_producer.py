@@ -1,9 +1,14 @@
-"""One producer's share of the `trainData` rows: the wire encoding and the send loop, runnable as its own process.
+"""One producer's share of the `trainData` rows: the wire encoding and the send loops, runnable as its own process.
 
-Kept to numpy and kafka-python so that a producer process starts in a fraction of a second: `python -m
+Kept to numpy and the Kafka clients so that a producer process starts in a fraction of a second: `python -m
 mlassets.streaming.train_producer` reads {"config", "topic", "rows", "batch_rows"} as JSON on stdin (config: the
-KafkaProducer keyword arguments; rows: an .npz of labels, float32 features and target partitions) and prints
-{"ranges": {partition: [start, end_exclusive]}} as its last stdout line; any failure exits non-zero.
+KafkaProducer keyword arguments of `KafkaResource.producer_config()`; rows: an .npz of labels, float32 features and
+target partitions) and prints {"ranges": {partition: [start, end_exclusive]}, "client": name} as its last stdout
+line; any failure exits non-zero.
+
+The rows go out through librdkafka (confluent-kafka), whose per-message cost is a fraction of kafka-python's (the
+README's SUSY ingest figures); a setting librdkafka cannot express (the `AWS_MSK_IAM` SASL mechanism) sends them
+through kafka-python instead, with the same wire format, idempotence and ranges.
 """
 
 from __future__ import annotations
@@ -11,10 +16,22 @@ from __future__ import annotations
 import io
 import json
 import sys
+from typing import Any
 
 import numpy as np
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
+
+# kafka-python keyword -> librdkafka property, for every key KafkaResource.producer_config() can give
+LIBRDKAFKA_KEYS = {
+    "security_protocol": "security.protocol", "client_id": "client.id", "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username", "sasl_plain_password": "sasl.password", "ssl_cafile": "ssl.ca.location",
+    "enable_idempotence": "enable.idempotence", "acks": "acks", "linger_ms": "linger.ms", "batch_size": "batch.size",
+    "compression_type": "compression.type", "max_in_flight_requests_per_connection":
+    "max.in.flight.requests.per.connection", "retries": "retries", "request_timeout_ms": "request.timeout.ms",
+}
+LIBRDKAFKA_SASL = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+DEFAULT_BOOTSTRAP_TIMEOUT_MS = 30_000
 
 
 def encode_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, bytes]]:
@@ -24,6 +41,75 @@ def encode_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, b
     values = buffer.getvalue().encode("ascii").splitlines()
     keys = [b"1.0" if int(label) == 1 else b"0.0" for label in labels]
     return list(zip(keys, values))
+
+
+def librdkafka_config(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The librdkafka properties of kafka-python producer keywords; None when one of them has no equivalent."""
+    if config.get("sasl_mechanism") and config["sasl_mechanism"] not in LIBRDKAFKA_SASL:
+        return None
+    properties: dict[str, Any] = {"bootstrap.servers": ",".join(config["bootstrap_servers"])}
+    for key, value in config.items():
+        if key in ("bootstrap_servers", "bootstrap_timeout_ms") or value is None:
+            continue
+        if key not in LIBRDKAFKA_KEYS:
+            return None
+        properties[LIBRDKAFKA_KEYS[key]] = value
+    properties.setdefault("compression.type", "none")
+    return properties
+
+
+def produce_rows(config: dict[str, Any], topic: str, labels: np.ndarray, features: np.ndarray, targets: np.ndarray,
+                 batch_rows: int) -> tuple[dict[int, tuple[int, int]], str]:
+    """Send row j to partition targets[j] with the client config allows; (ranges as send_rows gives them, client)."""
+    properties = librdkafka_config(config)
+    if properties is None:
+        producer = KafkaProducer(**config)
+        try:
+            return send_rows(producer, topic, labels, features, targets, batch_rows), "kafka-python"
+        finally:
+            producer.close()
+    from confluent_kafka import KafkaException, Producer
+
+    producer = Producer(properties)
+    seconds = config.get("bootstrap_timeout_ms", DEFAULT_BOOTSTRAP_TIMEOUT_MS) / 1000
+    try:
+        producer.list_topics(topic, timeout=seconds)  # fail now, not after message.timeout.ms of retries
+    except KafkaException as exc:
+        raise ConnectionError(f"cannot reach the Kafka brokers {properties['bootstrap.servers']} within "
+                              f"{seconds:g} s: {exc.args[0].str()}") from None
+    return send_rows_librdkafka(producer, topic, labels, features, targets, batch_rows), "confluent-kafka"
+
+
+def send_rows_librdkafka(producer: Any, topic: str, labels: np.ndarray, features: np.ndarray, targets: np.ndarray,
+                         batch_rows: int) -> dict[int, tuple[int, int]]:
+    """send_rows through a confluent_kafka.Producer: the offsets come from its delivery reports."""
+    ranges: dict[int, tuple[int, int]] = {}
+    errors: list[Any] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is not None:
+            errors.append(error)
+            return
+        partition, offset = message.partition(), message.offset()
+        low, high = ranges.get(partition, (offset, offset + 1))
+        ranges[partition] = (min(low, offset), max(high, offset + 1))
+
+    produce, poll = producer.produce, producer.poll
+    for first in range(0, len(labels), batch_rows):
+        rows = encode_rows(labels[first:first + batch_rows], features[first:first + batch_rows])
+        for (key, value), partition in zip(rows, targets[first:first + batch_rows].tolist()):
+            while True:
+                try:
+                    produce(topic, value, key, partition, on_delivery=delivered)
+                    break
+                except BufferError:  # the local queue is full: serve delivery reports until it has room
+                    poll(0.05)
+        poll(0)
+    unsent = producer.flush()
+    if errors or unsent:
+        raise RuntimeError(f"{len(errors) + unsent} of {len(labels)} sends to {topic} failed; first: "
+                           f"{errors[0].str() if errors else 'not delivered before the flush ended'}")
+    return ranges
 
 
 def send_rows(producer: KafkaProducer, topic: str, labels: np.ndarray, features: np.ndarray, targets: np.ndarray,
@@ -65,12 +151,9 @@ def main() -> None:
     job = json.loads(sys.stdin.read())
     with np.load(job["rows"]) as rows:
         labels, features, targets = rows["labels"], rows["features"], rows["targets"]
-    producer = KafkaProducer(**job["config"])
-    try:
-        ranges = send_rows(producer, job["topic"], labels, features, targets, job["batch_rows"])
-    finally:
-        producer.close()
-    print(json.dumps({"ranges": {p: [low, high] for p, (low, high) in ranges.items()}}), flush=True)
+    ranges, client = produce_rows(job["config"], job["topic"], labels, features, targets, job["batch_rows"])
+    print(json.dumps({"ranges": {p: [low, high] for p, (low, high) in ranges.items()}, "client": client}),
+          flush=True)
 
 
 if __name__ == "__main__":

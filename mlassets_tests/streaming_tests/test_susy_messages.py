@@ -25,6 +25,7 @@ from mlassets.streaming.susy_messages import (
     produce_train_rows,
     read_train_rows,
 )
+from mlassets.streaming.train_producer import librdkafka_config, produce_rows
 from mlassets_tests.iot_helpers import committed_offset, create_topic, set_topic_config
 
 
@@ -182,7 +183,7 @@ def test_several_producer_processes_write_every_row_once_in_exact_ranges(stack, 
     labels, features = rows_2000
     # 3 processes over 4 partitions: process 0 owns partitions 0 and 3, the others one each
     produced = produce_train_rows(kafka, topic, labels, features, partitions=4, batch_rows=128, processes=3)
-    assert produced.processes == 3 and produced.rows == 2000
+    assert produced.processes == 3 and produced.rows == 2000 and produced.client == "confluent-kafka"
     assert produced.ranges == {p: (0, 500) for p in range(4)}
     # byte for byte the original wire format, each partition in the order of its rows
     on_topic = _messages_by_partition(kafka, topic)
@@ -254,5 +255,38 @@ def test_a_producer_process_that_fails_names_its_error(stack, rows_2000, unique)
     labels, features = rows_2000
     with pytest.raises(ProducerProcessError, match=r"2 of 2 producer processes for trainData-\w+ failed.*"
                                                    r"process 0 \(partitions \[0\]\) exit 1: "
-                                                   r"kafka.errors.KafkaTimeoutError: .*Unable to bootstrap"):
+                                                   r"ConnectionError: cannot reach the Kafka brokers 127.0.0.1:1 "
+                                                   r"within 2 s"):
         produce_train_rows(kafka, f"trainData-{unique}", labels, features, partitions=2, processes=2)
+
+
+def test_every_producer_setting_has_its_librdkafka_property() -> None:
+    kafka = KafkaResource(bootstrap_servers="b1:9092, b2:9092", security_protocol="SASL_SSL", sasl_mechanism="PLAIN",
+                          sasl_username="u", sasl_password="p", ssl_cafile="/ca.pem")
+    properties = librdkafka_config(kafka.producer_config())
+    assert properties == {
+        "bootstrap.servers": "b1:9092,b2:9092", "security.protocol": "SASL_SSL", "client.id": "mlassets",
+        "request.timeout.ms": 30_000, "sasl.mechanism": "PLAIN", "sasl.username": "u", "sasl.password": "p",
+        "ssl.ca.location": "/ca.pem", "enable.idempotence": True, "acks": "all", "linger.ms": 20,
+        "batch.size": 262_144, "compression.type": "none", "max.in.flight.requests.per.connection": 5,
+        "retries": 2**31 - 1}
+    # librdkafka has no AWS_MSK_IAM, and an unknown setting must not be dropped: both go through kafka-python
+    iam = KafkaResource(bootstrap_servers="b1:9098", security_protocol="SASL_SSL", sasl_mechanism="AWS_MSK_IAM")
+    assert librdkafka_config(iam.producer_config()) is None
+    assert librdkafka_config(kafka.producer_config(max_block_ms=5000)) is None
+
+
+def test_the_kafka_python_path_writes_the_same_messages_and_ranges(stack, rows_2000, unique) -> None:
+    kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
+    topic = f"trainData-{unique}"
+    ensure_topic(kafka, topic, 2)
+    labels, features = (a[:300] for a in rows_2000)
+    targets = (np.arange(300) % 2).astype(np.int32)
+    fast, fast_client = produce_rows(kafka.producer_config(), topic, labels, features, targets, 64)
+    # a setting librdkafka cannot express sends through kafka-python
+    slow, slow_client = produce_rows(kafka.producer_config(max_block_ms=60_000), topic, labels, features, targets, 64)
+    assert (fast_client, slow_client) == ("confluent-kafka", "kafka-python")
+    assert fast == {0: (0, 150), 1: (0, 150)} and slow == {0: (150, 300), 1: (150, 300)}
+    on_topic = _messages_by_partition(kafka, topic)
+    for p in range(2):
+        assert on_topic[p] == 2 * encode_train_rows(labels[p::2], features[p::2])

@@ -62,6 +62,7 @@ def susy_train_topic(config: SusyTrainTopicConfig, kafka: KafkaResource,
         "rows": result.rows,
         "rows_per_s": round(rows_per_s, 1),
         "producer_processes": result.processes,
+        "producer_client": result.client,
         "seconds": round(result.seconds, 3),
         "offset_ranges": MetadataValue.md(markdown_table(frame)),
     })

@@ -23,6 +23,16 @@ SPARK_BENCHMARKS = {"string_count": "benchmarks.string_count", "humidity_forests
 LOCAL_MASTER = "local[*]"
 
 
+def stop_spark() -> None:
+    """Stop the Spark context a benchmark left in this process: the next one builds its own session, with its own
+    packages and its workers' Python (getOrCreate would hand it the old one's)."""
+    if "pyspark" in sys.modules:
+        from pyspark import SparkContext
+
+        if SparkContext._active_spark_context is not None:
+            SparkContext._active_spark_context.stop()
+
+
 def spark_lines(module: str, master: str) -> list[dict]:
     """The report lines of one Spark benchmark run in its own driver process against master (echoed as they come)."""
     process = subprocess.run([sys.executable, "-m", module], cwd=REPO, capture_output=True, text=True,
@@ -66,6 +76,7 @@ def main(args: list[str]) -> int:
             for name in chosen:
                 if spark is None or name not in SPARK_BENCHMARKS:
                     BENCHMARKS[name](stack)
+                    stop_spark()
             if spark is not None:
                 side_by_side([n for n in chosen if n in SPARK_BENCHMARKS],
                              {"local": LOCAL_MASTER, "cluster": spark.settings.master_url})

@@ -121,3 +121,12 @@ class PeakTreeRss:
         """{"peak_rss_mib": total, "peak_rss_split_mib": {driver, jvm, python_workers}} in MiB."""
         return {"peak_rss_mib": round(self.peak["total"] / 2**20),
                 "peak_rss_split_mib": {k: round(v / 2**20) for k, v in self.peak.items() if k != "total"}}
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of one process, all its threads, so far (0.0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -17,7 +17,7 @@ from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import LocalStack
 from mlassets.streaming.image_producer import produce_images
 from mlassets.streaming.inference import drain_inference, model_classifier
-from benchmarks.common import report
+from benchmarks.common import cpu_seconds, report
 from mlassets.paths import sample_data_dir
 
 PRODUCERS = int(os.environ.get("BENCH_IOT_PRODUCERS", 4))
@@ -45,12 +45,20 @@ def _produce_in_child(bootstrap: str, topic: str, started: "multiprocessing.Queu
     produce_images(kafka, images, PRODUCERS, IMAGES, topic=topic, progress=False)
 
 
-def _bare_images_per_s(classify, sample: np.ndarray) -> float:
-    """The batched classifier alone on in-memory uint8 arrays."""
-    start = time.perf_counter()
+def _bare_images_per_s(classify, sample: np.ndarray, cpu: list[float] | None = None) -> float:
+    """The batched classifier alone on in-memory uint8 arrays; its CPU milliseconds per image appended to cpu."""
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     for offset in range(0, len(sample), BATCH):
         classify(sample[offset:offset + BATCH])
+    if cpu is not None:
+        cpu.append(1000 * (cpu_seconds() - cpu_start) / len(sample))
     return len(sample) / (time.perf_counter() - start)
+
+
+def _cpu_by_process(stack: LocalStack) -> dict[str, float]:
+    """CPU seconds so far of this process (the drain), the Kafka broker and FerretDB."""
+    return {"drain_process": cpu_seconds(), "kafka": cpu_seconds(stack.kafka.proc.pid()),
+            "ferretdb": cpu_seconds(stack.mongo.proc.pid())}
 
 
 def _new_topic(kafka: KafkaResource) -> str:
@@ -72,7 +80,8 @@ def pipeline(stack: LocalStack) -> None:
     model_classify = model_classifier(_model())
     sample = np.resize(images.images, (min(PRODUCERS * IMAGES, 20_000), 32, 32, 3))
     model_classify(sample[:BATCH])  # warm-up
-    bare_before = _bare_images_per_s(model_classify, sample)
+    bare_cpu: list[float] = []
+    bare_before = _bare_images_per_s(model_classify, sample, bare_cpu)
     total = PRODUCERS * IMAGES
     mongo = MongoResource(uri=stack.settings.mongo_uri).client()
     database = mongo[f"bench_{uuid.uuid4().hex[:8]}"]
@@ -99,17 +108,23 @@ def pipeline(stack: LocalStack) -> None:
 
     topic = _new_topic(kafka)
     produced = produce_images(kafka, images, PRODUCERS, IMAGES, topic=topic, progress=False)
+    cpu_before = _cpu_by_process(stack)
     drained = drain_inference(kafka, database["drain"], model_classify, "bench:v1", topic=topic, group=f"g-{topic}",
                               batch_size=BATCH)
+    drain_cpu = {k: round(1000 * (v - cpu_before[k]) / total, 3) for k, v in _cpu_by_process(stack).items()}
     assert drained.stored == total and database["drain"].count_documents({}) == total
-    bare_after = _bare_images_per_s(model_classify, sample)
+    bare_after = _bare_images_per_s(model_classify, sample, bare_cpu)
     bare = (bare_before + bare_after) / 2
     report("iot_end_to_end", total / end_to_end_s, bare, "images/s", producers=PRODUCERS, images=total,
            seconds=round(end_to_end_s, 1), batch=BATCH, bare_before=round(bare_before, 1),
            bare_after=round(bare_after, 1))
     report("iot_drain_only", total / drained.seconds, bare, "images/s", images=total, batch=BATCH,
            drain_s=round(drained.seconds, 1), produce_s=round(produced.seconds, 1),
-           produce_images_per_s=round(total / produced.seconds, 1))
+           produce_images_per_s=round(total / produced.seconds, 1), cpu_ms_per_image=drain_cpu,
+           bare_cnn_cpu_ms_per_image=round(sum(bare_cpu) / len(bare_cpu), 3),
+           cpu_bound_ratio=round(sum(bare_cpu) / len(bare_cpu) / sum(drain_cpu.values()), 3),
+           cpu_bound_ratio_is="the bare CNN's CPU per image over the drain's, broker's and FerretDB's together: "
+                              "the best ratio the drain can reach while all of them share the same cores")
     mongo.drop_database(database.name)
 
 

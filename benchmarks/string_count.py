@@ -40,13 +40,9 @@ def measure(n_keys: int, partitions: int | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     counts = numpy_counts(n_keys, 0, CHUNK)
     numpy_seconds = time.perf_counter() - start
-    master = session.sparkContext.master
-    # stopped, so that a benchmark after this one in the process builds its own session with its own settings (a
-    # reused session keeps this one's Python for its workers)
-    session.stop()
     return {"n_keys": n_keys, "spark_seconds": round(spark_seconds, 3), "numpy_seconds": round(numpy_seconds, 3),
             "keys_differing": len(count_differences(named_counts(counts), named_counts(counted))), "partitions": partitions,
-            "spark_master": master}
+            "spark_master": session.sparkContext.master}
 
 
 def run(stack: object = None) -> None:

@@ -71,6 +71,11 @@ def bench_cluster(stack: LocalStack) -> SparkStandaloneCluster:
     return SparkStandaloneCluster(stack.settings, SparkClusterSettings(master_port=27077, ui_port=28080))
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (state first); OSError when the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def tree_rss(pid: int) -> dict[str, int]:
     """Resident bytes of pid (the driver), its children (the Spark JVM) and their descendants (the Python workers)."""
     children: dict[int, list[int]] = {}
@@ -79,7 +84,7 @@ def tree_rss(pid: int) -> dict[str, int]:
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(entry.name)
             children.setdefault(int(fields[1]), []).append(int(entry.name))
             rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, IndexError, ValueError):
@@ -126,7 +131,7 @@ class PeakTreeRss:
 def cpu_seconds(pid: int | None = None) -> float:
     """User + system CPU seconds of one process, all its threads, so far (0.0 when it is gone)."""
     try:
-        fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _stat_fields(pid or os.getpid())
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -22,7 +22,7 @@ from mlassets.datasets.susy import N_FEATURES
 from mlassets.names import TRAINER_GROUP
 from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.dead_letters import BadMessage, DeadLetters, rejects_any_error
-from mlassets.streaming.train_producer import encode_rows, produce_rows
+from mlassets.streaming.train_producer import client_for, encode_rows, produce_rows
 
 LABEL_KEYS = {b"1.0": 1, b"0.0": 0}
 
@@ -125,17 +125,18 @@ def produce_train_rows(kafka: KafkaResource, topic: str, labels: np.ndarray, fea
     processes = max(1, min(processes, partitions))
     targets = (np.arange(len(labels)) % partitions).astype(np.int32)
     start = time.perf_counter()
+    config = kafka.producer_config()
     if processes == 1:
-        ranges, client = produce_rows(kafka.producer_config(), topic, labels, features, targets, batch_rows)
+        ranges, _ = produce_rows(config, topic, labels, features, targets, batch_rows)
     else:
-        ranges, client = _produce_in_processes(kafka.producer_config(), topic, np.asarray(labels, dtype=np.int8),
-                                               features, targets, batch_rows, processes)
+        ranges = _produce_in_processes(config, topic, np.asarray(labels, dtype=np.int8), features, targets,
+                                       batch_rows, processes)
     rows = sum(high - low for low, high in ranges.values())
-    return ProduceResult(ranges, rows, time.perf_counter() - start, processes, client)
+    return ProduceResult(ranges, rows, time.perf_counter() - start, processes, client_for(config))
 
 
 def _produce_in_processes(config: dict, topic: str, labels: np.ndarray, features: np.ndarray, targets: np.ndarray,
-                          batch_rows: int, processes: int) -> tuple[dict[int, tuple[int, int]], str]:
+                          batch_rows: int, processes: int) -> dict[int, tuple[int, int]]:
     """Run `python -m mlassets.streaming.train_producer` once per process on its partitions' rows; merged ranges."""
     owner = targets % processes
     running: list[tuple[int, subprocess.Popen]] = []
@@ -168,9 +169,8 @@ def _produce_in_processes(config: dict, topic: str, labels: np.ndarray, features
                     last = err.strip().splitlines()[-1][-400:] if err.strip() else "no error output"
                     failures.append(f"process {w} (partitions {owned}) {how}: {last}")
                     continue
-                written = json.loads(out.splitlines()[-1])
-                ranges.update({int(p): (low, high) for p, (low, high) in written["ranges"].items()})
-                client = written["client"]
+                written = json.loads(out.splitlines()[-1])["ranges"]
+                ranges.update({int(p): (low, high) for p, (low, high) in written.items()})
         finally:
             for _, child in running:
                 if child.poll() is None:
@@ -179,7 +179,7 @@ def _produce_in_processes(config: dict, topic: str, labels: np.ndarray, features
     if failures:
         raise ProducerProcessError(f"{len(failures)} of {processes} producer processes for {topic} failed, so their "
                                    f"rows may be missing and no ranges are recorded: {'; '.join(failures)}")
-    return ranges, client
+    return ranges
 
 
 def _check_shape(features: np.ndarray) -> None:

@@ -3,8 +3,8 @@
 Kept to numpy and the Kafka clients so that a producer process starts in a fraction of a second: `python -m
 mlassets.streaming.train_producer` reads {"config", "topic", "rows", "batch_rows"} as JSON on stdin (config: the
 KafkaProducer keyword arguments of `KafkaResource.producer_config()`; rows: an .npz of labels, float32 features and
-target partitions) and prints {"ranges": {partition: [start, end_exclusive]}, "client": name} as its last stdout
-line; any failure exits non-zero.
+target partitions) and prints {"ranges": {partition: [start, end_exclusive]}} as its last stdout line; any failure
+exits non-zero.
 
 The rows go out through librdkafka (confluent-kafka), whose per-message cost is a fraction of kafka-python's (the
 README's SUSY ingest figures); a setting librdkafka cannot express (the `AWS_MSK_IAM` SASL mechanism) sends them
@@ -58,6 +58,11 @@ def librdkafka_config(config: dict[str, Any]) -> dict[str, Any] | None:
     return properties
 
 
+def client_for(config: dict[str, Any]) -> str:
+    """The client produce_rows sends through with these producer keywords: "confluent-kafka" or "kafka-python"."""
+    return "kafka-python" if librdkafka_config(config) is None else "confluent-kafka"
+
+
 def produce_rows(config: dict[str, Any], topic: str, labels: np.ndarray, features: np.ndarray, targets: np.ndarray,
                  batch_rows: int) -> tuple[dict[int, tuple[int, int]], str]:
     """Send row j to partition targets[j] with the client config allows; (ranges as send_rows gives them, client)."""
@@ -65,7 +70,7 @@ def produce_rows(config: dict[str, Any], topic: str, labels: np.ndarray, feature
     if properties is None:
         producer = KafkaProducer(**config)
         try:
-            return send_rows(producer, topic, labels, features, targets, batch_rows), "kafka-python"
+            return send_rows(producer, topic, labels, features, targets, batch_rows), client_for(config)
         finally:
             producer.close()
     from confluent_kafka import KafkaException, Producer
@@ -77,7 +82,7 @@ def produce_rows(config: dict[str, Any], topic: str, labels: np.ndarray, feature
     except KafkaException as exc:
         raise ConnectionError(f"cannot reach the Kafka brokers {properties['bootstrap.servers']} within "
                               f"{seconds:g} s: {exc.args[0].str()}") from None
-    return send_rows_librdkafka(producer, topic, labels, features, targets, batch_rows), "confluent-kafka"
+    return send_rows_librdkafka(producer, topic, labels, features, targets, batch_rows), client_for(config)
 
 
 def send_rows_librdkafka(producer: Any, topic: str, labels: np.ndarray, features: np.ndarray, targets: np.ndarray,
@@ -90,9 +95,7 @@ def send_rows_librdkafka(producer: Any, topic: str, labels: np.ndarray, features
         if error is not None:
             errors.append(error)
             return
-        partition, offset = message.partition(), message.offset()
-        low, high = ranges.get(partition, (offset, offset + 1))
-        ranges[partition] = (min(low, offset), max(high, offset + 1))
+        _widen(ranges, message.partition(), message.offset())
 
     produce, poll = producer.produce, producer.poll
     for first in range(0, len(labels), batch_rows):
@@ -129,8 +132,7 @@ def send_rows(producer: KafkaProducer, topic: str, labels: np.ndarray, features:
             except Exception as exc:  # noqa: BLE001 - counted, the first one raised once all are settled
                 errors.append(exc)
                 continue
-            low, high = ranges.get(metadata.partition, (metadata.offset, metadata.offset + 1))
-            ranges[metadata.partition] = (min(low, metadata.offset), max(high, metadata.offset + 1))
+            _widen(ranges, metadata.partition, metadata.offset)
 
     previous: list[FutureRecordMetadata] = []
     send = producer.send
@@ -147,13 +149,18 @@ def send_rows(producer: KafkaProducer, topic: str, labels: np.ndarray, features:
     return ranges
 
 
+def _widen(ranges: dict[int, tuple[int, int]], partition: int, offset: int) -> None:
+    """Make partition's [lowest offset, one past the highest) in ranges cover offset."""
+    low, high = ranges.get(partition, (offset, offset + 1))
+    ranges[partition] = (min(low, offset), max(high, offset + 1))
+
+
 def main() -> None:
     job = json.loads(sys.stdin.read())
     with np.load(job["rows"]) as rows:
         labels, features, targets = rows["labels"], rows["features"], rows["targets"]
-    ranges, client = produce_rows(job["config"], job["topic"], labels, features, targets, job["batch_rows"])
-    print(json.dumps({"ranges": {p: [low, high] for p, (low, high) in ranges.items()}, "client": client}),
-          flush=True)
+    ranges, _ = produce_rows(job["config"], job["topic"], labels, features, targets, job["batch_rows"])
+    print(json.dumps({"ranges": {p: [low, high] for p, (low, high) in ranges.items()}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,6 @@ def run(stack: Any = None) -> None:
            original_emr_seconds=ORIGINAL_EMR_SECONDS, steps={
                "fruit_features_asset_seconds": features.get("asset_seconds"),
                "fruit_features_seconds": features["feature_seconds"],
-               "driver_model_seconds": features["driver_model_seconds"],
                "worker_warmup_seconds": features.get("worker_warmup_seconds"),
                "fruit_pca_fit_seconds": pca["fit_seconds"],
                "fruit_pca_collect_seconds": pca.get("collect_seconds"),

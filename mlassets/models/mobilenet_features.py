@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlassets.models.serialization import arrays_from_bytes, model_to_bytes, sha256_hex
+from mlassets.models.serialization import sha256_hex
 from mlassets.models.worker_imports import import_keras
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ FEATURE_SIZE = 1280
 # The file keras.applications.MobileNetV2(weights="imagenet", include_top=False, alpha=1.0) downloads.
 IMAGENET_NO_TOP_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 WEIGHT_CHOICES = ("auto", "imagenet", "none")
+RANDOM_INIT = "MobileNetV2 He-normal random initialisation"
 
 
 class WeightsUnavailableError(FileNotFoundError):
@@ -111,31 +113,50 @@ def build_feature_model(choice: WeightsChoice | None = None) -> "keras.Model":
     return model
 
 
-def weights_blob(model: "keras.Model") -> tuple[bytes, str]:
-    """The model's weights as one npz blob (plain arrays, no pickle) and its sha256."""
-    blob = model_to_bytes(model)[1]
-    return blob, sha256_hex(blob)
+@dataclass(frozen=True)
+class FeatureWeights:
+    """What every worker builds the same feature model from: a Keras .h5 weights file's bytes, or a random seed."""
+
+    h5: bytes | None
+    seed: int
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 of the .h5 bytes, or of the seeded initialisation's name."""
+        return sha256_hex(self.h5 if self.h5 is not None else f"{RANDOM_INIT} seed {self.seed}".encode())
+
+
+def feature_weights(choice: WeightsChoice) -> FeatureWeights:
+    """The weights of a choice as the workers get them: the .h5 file's bytes when pretrained, else the seed (the
+    driver builds no model: each TensorFlow start-up on it took a core from the workers' own)."""
+    return FeatureWeights(Path(choice.path).read_bytes() if choice.pretrained and choice.path else None, choice.seed)
+
+
+def build_from(weights: FeatureWeights) -> "keras.Model":
+    """The feature model of shipped weights: the .h5 bytes loaded through a temporary file, or the seeded init."""
+    if weights.h5 is None:
+        return build_feature_model(WeightsChoice("none", "none", None, weights.seed, RANDOM_INIT))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / IMAGENET_NO_TOP_FILE
+        path.write_bytes(weights.h5)
+        return build_feature_model(WeightsChoice("file", "file", str(path), weights.seed, "shipped .h5 weights"))
 
 
 _MODELS: dict[str, "keras.Model"] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def cached_model(weights_sha256: str, blob: Callable[[], bytes]) -> tuple["keras.Model", bool]:
+def cached_model(weights_sha256: str, weights: Callable[[], FeatureWeights]) -> tuple["keras.Model", bool]:
     """This process's feature model for the weights (built on first use only); True when it was built now."""
     with _MODELS_LOCK:
         model = _MODELS.get(weights_sha256)
         if model is not None:
             return model, False
-        data = blob()
-        if sha256_hex(data) != weights_sha256:
+        shipped = weights()
+        if shipped.sha256 != weights_sha256:
             raise ValueError(f"feature model weights do not match their sha256 {weights_sha256}")
-        weights, _ = arrays_from_bytes(data)
         import_keras()  # the first import in a Spark worker, where the jars would slow it
-        model = build_feature_model()
-        if len(weights) != len(model.weights):
-            raise ValueError(f"feature model weights hold {len(weights)} arrays, the model needs {len(model.weights)}")
-        model.set_weights(weights)
+        model = build_from(shipped)
         _MODELS[weights_sha256] = model
         return model, True
 

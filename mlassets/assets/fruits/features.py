@@ -3,7 +3,6 @@
 import math
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 from dagster import (
@@ -70,18 +69,19 @@ def warm_workers(session: "object", partitions: int) -> float:
     return time.perf_counter() - started
 
 
-def feature_udf(weights: "object", weights_sha256: str, batch_size: int, builds: "object", batches: "object",
+def feature_udf(h5: "object", seed: int, weights_sha256: str, batch_size: int, builds: "object", batches: "object",
                 cold_imports: "object"):
-    """The iterator pandas UDF: image bytes -> float32[1280] (null when undecodable); weights come from a broadcast."""
+    """The iterator pandas UDF: image bytes -> float32[1280] (null when undecodable); the .h5 weights (or None for
+    the seeded init) come from a broadcast."""
 
     @F.pandas_udf(ArrayType(FloatType()))
     def mobilenet_features(contents: Iterator[pd.Series]) -> Iterator[pd.Series]:
         import sys
 
-        from mlassets.models.mobilenet_features import cached_model, extract_features
+        from mlassets.models.mobilenet_features import FeatureWeights, cached_model, extract_features
 
         cold = "keras" not in sys.modules  # this worker was not warmed by warm_workers
-        model, built = cached_model(weights_sha256, lambda: weights.value)
+        model, built = cached_model(weights_sha256, lambda: FeatureWeights(h5.value, seed))
         if built:
             builds.add(1)
             if cold:
@@ -109,7 +109,7 @@ def feature_udf(weights: "object", weights_sha256: str, batch_size: int, builds:
 def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, lake: LakeResource,
                    spark: SparkResource) -> Iterator[Output[SparkDF] | AssetCheckResult]:
     """One row per fruit image: path, label and its MobileNetV2 (no top, average pooled) features array<float>[1280]."""
-    from mlassets.models.mobilenet_features import build_feature_model, resolve_weights, weights_blob
+    from mlassets.models.mobilenet_features import feature_weights, resolve_weights
 
     choice = resolve_weights(config.weights, config.seed)
     (context.log.info if choice.pretrained else context.log.warning)(f"fruit_features weights: {choice.note}")
@@ -118,19 +118,16 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
     sc = session.sparkContext
     expected = len(lake.read_parquet(IMAGES_ASSET, MANIFEST_DIR, columns=["path"]))
     partitions = max(sc.defaultParallelism, math.ceil(expected / config.images_per_partition))
-    # The Python workers import TensorFlow (3.5 CPU seconds each) while the driver imports it and builds the model.
-    with ThreadPoolExecutor(1) as background:
-        warming = background.submit(warm_workers, session, partitions)
-        started = time.perf_counter()
-        blob, sha = weights_blob(build_feature_model(choice))
-        model_seconds = time.perf_counter() - started
-        try:
-            warmup_seconds = warming.result()
-        except Exception as exc:  # only a head start: the UDF imports what it needs anyway
-            context.log.warning(f"fruit_features: warming the Python workers failed ({exc}); they start cold")
-            warmup_seconds = -1.0
+    weights = feature_weights(choice)
+    # The Python workers import TensorFlow (3.5 CPU seconds each) before the UDF's tasks reach them.
+    try:
+        warmup_seconds = warm_workers(session, partitions)
+    except Exception as exc:  # only a head start: the UDF imports what it needs anyway
+        context.log.warning(f"fruit_features: warming the Python workers failed ({exc}); they start cold")
+        warmup_seconds = -1.0
     builds, batches, cold_imports = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0)
-    udf = feature_udf(sc.broadcast(blob), sha, config.batch_size, builds, batches, cold_imports)
+    udf = feature_udf(sc.broadcast(weights.h5), weights.seed, weights.sha256, config.batch_size, builds, batches,
+                      cold_imports)
     images = (session.read.format("binaryFile").option("recursiveFileLookup", "true")
               .load(lake.spark_uri(IMAGES_ASSET, IMAGES_DIR)))
     listed = images.rdd.getNumPartitions()
@@ -173,7 +170,7 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
             "weights_requested": config.weights,
             "weights_used": choice.source,
             "weights_note": choice.note,
-            "weights_sha256": sha,
+            "weights_sha256": weights.sha256,
             "seed": config.seed,
             "classes": len(per_class),
             "per_class": MetadataValue.md(markdown_table(per_class, max_rows=200)),
@@ -183,7 +180,6 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
             "udf_keras_imports": int(cold_imports.value),
             "feature_min": float(stats["min"] or 0.0),
             "feature_max": float(stats["max"] or 0.0),
-            "driver_model_seconds": round(model_seconds, 2),
             "worker_warmup_seconds": round(warmup_seconds, 2),
             "asset_seconds": round(time.perf_counter() - asset_started, 2),
             "feature_seconds": round(seconds, 2),

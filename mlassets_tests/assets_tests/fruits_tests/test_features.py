@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from mlassets.models import mobilenet_features as mf
+from mlassets.models.serialization import model_to_bytes, sha256_hex
 from mlassets_tests.assets_tests.fruits_tests.test_images import encode, generated_fruit
 
 
@@ -17,11 +18,16 @@ def keras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "keras"
 
 
+def weights_sha(model) -> str:
+    """The sha256 of a model's weights, in order."""
+    return sha256_hex(model_to_bytes(model)[1])
+
+
 @pytest.fixture(scope="module")
 def seeded() -> tuple:
-    """The seed-0 random model and its weights blob."""
+    """The seed-0 random model and the sha256 of its weights."""
     model = mf.build_feature_model(mf.resolve_weights("none", 0))
-    return model, *mf.weights_blob(model)
+    return model, weights_sha(model)
 
 
 def test_imagenet_without_the_cached_file_fails_clearly(keras_home: Path) -> None:
@@ -46,7 +52,7 @@ def test_other_weight_settings_fail(weights: str, error: type) -> None:
 def test_weights_from_the_keras_cache_and_from_a_path(keras_home: Path, seeded: tuple) -> None:
     from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
-    model, _, sha = seeded
+    model, sha = seeded
     cached = keras_home / "models" / mf.IMAGENET_NO_TOP_FILE
     cached.parent.mkdir(parents=True)
     with h5py.File(cached, "w") as file:  # the legacy layout Keras downloads the ImageNet weights in
@@ -55,15 +61,23 @@ def test_weights_from_the_keras_cache_and_from_a_path(keras_home: Path, seeded: 
         choice = mf.resolve_weights(setting)
         assert choice.pretrained and Path(choice.path) == cached
     loaded = mf.build_feature_model(mf.resolve_weights("imagenet"))
-    assert mf.weights_blob(loaded)[1] == sha
+    assert weights_sha(loaded) == sha
+    # What the workers get: the file's bytes, loaded through a file of their own.
+    shipped = mf.feature_weights(mf.resolve_weights("imagenet"))
+    assert shipped.h5 == cached.read_bytes() and shipped.sha256 == sha256_hex(cached.read_bytes())
+    assert weights_sha(mf.build_from(shipped)) == sha
 
 
 def test_random_init_is_seeded_and_not_degenerate(seeded: tuple) -> None:
-    model, blob, sha = seeded
+    model, sha = seeded
     again = mf.build_feature_model(mf.resolve_weights("none", 0))
-    assert mf.weights_blob(again)[1] == sha
+    assert weights_sha(again) == sha
     other = mf.build_feature_model(mf.resolve_weights("none", 1))
-    assert mf.weights_blob(other)[1] != sha
+    assert weights_sha(other) != sha
+    # What the workers get: the seed alone, and every worker builds the same weights from it.
+    shipped = mf.feature_weights(mf.resolve_weights("none", 0))
+    assert shipped.h5 is None and shipped.sha256 != mf.feature_weights(mf.resolve_weights("none", 1)).sha256
+    assert weights_sha(mf.build_from(shipped)) == sha
     features = mf.extract_features(model, [encode(generated_fruit(i), "JPEG") for i in range(4)])
     stacked = np.stack(features)
     assert stacked.shape == (4, mf.FEATURE_SIZE) and stacked.max() > 0.1 and stacked.std(axis=0).mean() > 1e-3
@@ -94,16 +108,19 @@ def test_undecodable_bytes_raise_and_become_null_features(seeded: tuple) -> None
 
 
 def test_model_is_built_once_per_process_and_weights_are_checked(seeded: tuple) -> None:
-    _, blob, sha = seeded
+    _, sha = seeded
+    shipped = mf.FeatureWeights(None, 0)
     calls = []
 
-    def fetch() -> bytes:
+    def fetch() -> mf.FeatureWeights:
         calls.append(1)
-        return blob
+        return shipped
 
-    mf._MODELS.pop(sha, None)
-    first, built = mf.cached_model(sha, fetch)
-    second, built_again = mf.cached_model(sha, fetch)
-    assert built and not built_again and first is second and len(calls) == 1
+    mf._MODELS.pop(shipped.sha256, None)
+    first, built = mf.cached_model(shipped.sha256, fetch)
+    second, built_again = mf.cached_model(shipped.sha256, fetch)
+    assert built and not built_again and first is second and len(calls) == 1 and weights_sha(first) == sha
     with pytest.raises(ValueError, match="sha256"):
         mf.cached_model("0" * 64, fetch)
+    with pytest.raises(ValueError, match="sha256"):  # .h5 bytes that are not the ones named
+        mf.cached_model(sha256_hex(b"the real file"), lambda: mf.FeatureWeights(b"a changed file", 0))

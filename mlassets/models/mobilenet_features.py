@@ -146,8 +146,10 @@ _MODELS: dict[str, "keras.Model"] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def cached_model(weights_sha256: str, weights: Callable[[], FeatureWeights]) -> tuple["keras.Model", bool]:
-    """This process's feature model for the weights (built on first use only); True when it was built now."""
+def cached_model(weights_sha256: str, weights: Callable[[], FeatureWeights], threads: int = 0
+                 ) -> tuple["keras.Model", bool]:
+    """This process's feature model for the weights (built on first use only, TensorFlow capped at `threads` when
+    > 0); True when it was built now."""
     with _MODELS_LOCK:
         model = _MODELS.get(weights_sha256)
         if model is not None:
@@ -155,7 +157,7 @@ def cached_model(weights_sha256: str, weights: Callable[[], FeatureWeights]) -> 
         shipped = weights()
         if shipped.sha256 != weights_sha256:
             raise ValueError(f"feature model weights do not match their sha256 {weights_sha256}")
-        import_keras()  # the first import in a Spark worker, where the jars would slow it
+        import_keras(threads)  # the first import in a Spark worker, where the jars would slow it
         model = build_from(shipped)
         _MODELS[weights_sha256] = model
         return model, True

@@ -170,9 +170,7 @@ def cached_scorer(model_id: str, payload: Callable[[], tuple[str, bytes, str]], 
                              "(tampered in transit)")
         scorer = SusyScorer.numpy_from_bytes(architecture, blob)
         if scorer is None:
-            import_keras()
-            if threads > 0:
-                _limit_threads(threads)
+            import_keras(threads)
             scorer = SusyScorer.from_bytes(architecture, blob)
         elif threads > 0:
             from threadpoolctl import threadpool_limits
@@ -187,13 +185,3 @@ def cached_scorer(model_id: str, payload: Callable[[], tuple[str, bytes, str]], 
 def model_loads() -> int:
     """How many times this process has built a scorer."""
     return _LOADS["count"]
-
-
-def _limit_threads(threads: int) -> None:
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # the runtime is already initialised in this process; keep its settings

@@ -22,8 +22,21 @@ def python_path_without_jars() -> Iterator[None]:
         sys.path[:] = saved + [p for p in sys.path if p not in saved]
 
 
-def import_keras() -> ModuleType:
-    """Keras (and TensorFlow under it), imported with the jars off sys.path; later imports reuse the module."""
+def import_keras(threads: int = 0) -> ModuleType:
+    """Keras (and TensorFlow under it), imported with the jars off sys.path; later imports reuse the module.
+
+    `threads` > 0 caps TensorFlow's intra-op threads in this process (one inter-op thread): Spark runs a task per
+    core, so workers that each took every core would compete for them. The cap holds only when set before
+    TensorFlow's runtime starts; a later call keeps the settings the process already runs with.
+    """
     with python_path_without_jars():
         import keras
+    if threads > 0:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # the runtime is already initialised in this process
     return keras

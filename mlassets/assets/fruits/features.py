@@ -51,9 +51,12 @@ class FruitFeaturesConfig(Config):
     batch_size: int = Field(default=32, ge=1, description="Images per MobileNetV2 call inside the UDF.")
     images_per_partition: int = Field(default=1000, ge=1, description=(
         "Spark partitions are at least the default parallelism and hold at most about this many images."))
+    threads_per_worker: int = Field(default=0, ge=0, description=(
+        "TensorFlow intra-op threads of each Python worker; 0 keeps TensorFlow's default (every core). Spark runs a "
+        "task per core, so on executors with many cores 1 keeps the workers from oversubscribing them."))
 
 
-def warm_workers(session: "object", partitions: int) -> float:
+def warm_workers(session: "object", partitions: int, threads: int) -> float:
     """Seconds spent importing Keras in `partitions` Python workers with a pandas UDF job, so the feature UDF's tasks
     reuse warm workers (Spark keeps a pool per kind of runner: an RDD job would warm workers the UDF never gets)."""
 
@@ -61,7 +64,7 @@ def warm_workers(session: "object", partitions: int) -> float:
     def import_keras_once(ids: pd.Series) -> pd.Series:
         from mlassets.models.worker_imports import import_keras
 
-        import_keras()
+        import_keras(threads)
         return ids
 
     started = time.perf_counter()
@@ -69,8 +72,8 @@ def warm_workers(session: "object", partitions: int) -> float:
     return time.perf_counter() - started
 
 
-def feature_udf(h5: "object", seed: int, weights_sha256: str, batch_size: int, builds: "object", batches: "object",
-                cold_imports: "object"):
+def feature_udf(h5: "object", seed: int, weights_sha256: str, batch_size: int, threads: int, builds: "object",
+                batches: "object", cold_imports: "object"):
     """The iterator pandas UDF: image bytes -> float32[1280] (null when undecodable); the .h5 weights (or None for
     the seeded init) come from a broadcast."""
 
@@ -81,7 +84,7 @@ def feature_udf(h5: "object", seed: int, weights_sha256: str, batch_size: int, b
         from mlassets.models.mobilenet_features import FeatureWeights, cached_model, extract_features
 
         cold = "keras" not in sys.modules  # this worker was not warmed by warm_workers
-        model, built = cached_model(weights_sha256, lambda: FeatureWeights(h5.value, seed))
+        model, built = cached_model(weights_sha256, lambda: FeatureWeights(h5.value, seed), threads)
         if built:
             builds.add(1)
             if cold:
@@ -121,13 +124,13 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
     weights = feature_weights(choice)
     # The Python workers import TensorFlow (3.5 CPU seconds each) before the UDF's tasks reach them.
     try:
-        warmup_seconds = warm_workers(session, partitions)
+        warmup_seconds = warm_workers(session, partitions, config.threads_per_worker)
     except Exception as exc:  # only a head start: the UDF imports what it needs anyway
         context.log.warning(f"fruit_features: warming the Python workers failed ({exc}); they start cold")
         warmup_seconds = -1.0
     builds, batches, cold_imports = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0)
-    udf = feature_udf(sc.broadcast(weights.h5), weights.seed, weights.sha256, config.batch_size, builds, batches,
-                      cold_imports)
+    udf = feature_udf(sc.broadcast(weights.h5), weights.seed, weights.sha256, config.batch_size,
+                      config.threads_per_worker, builds, batches, cold_imports)
     images = (session.read.format("binaryFile").option("recursiveFileLookup", "true")
               .load(lake.spark_uri(IMAGES_ASSET, IMAGES_DIR)))
     listed = images.rdd.getNumPartitions()
@@ -175,6 +178,7 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
             "classes": len(per_class),
             "per_class": MetadataValue.md(markdown_table(per_class, max_rows=200)),
             "partitions": partitions,
+            "threads_per_worker": config.threads_per_worker,
             "udf_batches": int(batches.value),
             "model_builds": int(builds.value),
             "udf_keras_imports": int(cold_imports.value),

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyspng
 from PIL import Image
 
 from mlassets.datasets.cifar10 import LABELS
@@ -25,6 +27,10 @@ MAX_SEQ = 2**63  # exclusive: seq is stored as a BSON int64
 SENT_AT_MIN = 946_684_800.0  # 2000-01-01T00:00:00Z
 SENT_AT_MAX_AHEAD_S = 86_400.0  # a producer's clock may run ahead of the drain's, not by more than a day
 _LABELS = frozenset(LABELS)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The IHDR chunk of the wire format: length 13, 32x32, 8 bits per channel, colour type 2 (RGB), deflate, adaptive
+# filtering, no interlace.
+_WIRE_IHDR = struct.pack(">I4sIIBBBBB", 13, b"IHDR", IMAGE_SHAPE[1], IMAGE_SHAPE[0], 8, 2, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,8 @@ def _pixels(data: Any) -> np.ndarray:
         raise BadMessage(f"undecodable image: Data is a {type(data).__name__}, expected a base64 string")
     try:
         raw = base64.b64decode(data, validate=True)
+        if _is_plain_wire_png(raw):
+            return _rgb(pyspng.load(raw))  # libspng: a fifth of Pillow's time per image, CRCs checked
         with Image.open(io.BytesIO(raw), formats=["PNG"]) as img:  # the wire format: no other decoder is tried
             if img.size != (IMAGE_SHAPE[1], IMAGE_SHAPE[0]):  # from the IHDR header, before any pixel is decoded
                 raise BadMessage(f"wrong image size: {img.size[0]}x{img.size[1]}, expected 32x32")
@@ -125,3 +133,26 @@ def _pixels(data: Any) -> np.ndarray:
         raise
     except Exception as exc:  # noqa: BLE001 - PIL raises SyntaxError, DecompressionBombError, zlib errors...
         raise BadMessage(f"undecodable image: {error_text(exc)}") from exc
+
+
+def _is_plain_wire_png(raw: bytes) -> bool:
+    """True for a PNG with the wire format's IHDR and no chunk but IDATs before IEND, as the producers write them;
+    every other file (other sizes or modes, ancillary chunks, anything malformed) takes Pillow's general path."""
+    if raw[:8] != PNG_SIGNATURE or raw[8:29] != _WIRE_IHDR:
+        return False
+    position = 33  # signature, then the IHDR chunk: length, type, 13 bytes of data, CRC
+    while position + 12 <= len(raw):
+        length, kind = struct.unpack_from(">I4s", raw, position)
+        if kind == b"IEND":
+            return length == 0 and position + 12 == len(raw)
+        if kind != b"IDAT":
+            return False
+        position += 12 + length
+    return False
+
+
+def _rgb(pixels: np.ndarray) -> np.ndarray:
+    """libspng's output, checked to be the wire format's shape and type."""
+    if pixels.shape != IMAGE_SHAPE or pixels.dtype != np.uint8:
+        raise BadMessage(f"undecodable image: decoded to {pixels.dtype} {pixels.shape}, expected uint8 {IMAGE_SHAPE}")
+    return pixels

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mlassets.streaming import image_messages
 from mlassets.streaming.image_messages import (
     MAX_MESSAGE_BYTES,
     BadMessage,
@@ -154,3 +155,45 @@ def test_sent_at_is_checked_against_the_clock_by_default() -> None:
 def test_grayscale_png_is_converted_to_rgb() -> None:
     message = decode_image_message(_value(Data=_png((32, 32), mode="L")), now=NOW)
     assert message.image.shape == (32, 32, 3)
+
+
+def _idat_replaced(png: bytes, data: bytes) -> bytes:
+    """A copy of a one-IDAT PNG whose IDAT data is `data` (with a valid CRC), the rest unchanged."""
+    length = struct.unpack(">I", png[33:37])[0]
+    assert png[37:41] == b"IDAT" and png[45 + length:53 + length] == b"\x00\x00\x00\x00IEND"
+    return png[:33] + _chunk(b"IDAT", data) + png[45 + length:]
+
+
+def test_wire_pngs_take_libspng_and_decode_as_pillow_does() -> None:
+    for seed in range(5):
+        image = _image(seed)
+        png = png_bytes(image)
+        assert image_messages._is_plain_wire_png(png)
+        with Image.open(io.BytesIO(png)) as pillow:
+            np.testing.assert_array_equal(np.asarray(pillow), image)
+        message = decode_image_message(encode_image_message("i", "p", seed, "cat", image, NOW)[1], now=NOW)
+        np.testing.assert_array_equal(message.image, image)
+
+
+def test_other_pngs_take_pillows_path() -> None:
+    image = _image(3)
+    png = png_bytes(image)
+    with_text = png[:33] + _chunk(b"tEXt", b"Comment\x00from a camera") + png[33:]
+    rgba = base64.b64decode(_png((32, 32), mode="RGBA"))
+    for other in (with_text, rgba, base64.b64decode(_png((32, 32), mode="L")), png + b"trailing"):
+        assert not image_messages._is_plain_wire_png(other)
+    doc = _doc(Data=base64.b64encode(with_text).decode())
+    np.testing.assert_array_equal(decode_image_message(json.dumps(doc).encode(), now=NOW).image, image)
+
+
+@pytest.mark.parametrize("idat", [
+    b"not zlib at all",
+    zlib.compress(b"\x00" * 100),  # a valid stream that holds too few rows
+    zlib.compress(b"\x07" + b"\x00" * 96) * 32,  # filter type 7 does not exist
+])
+def test_a_wire_png_with_bad_image_data_is_a_dead_letter(idat: bytes) -> None:
+    png = _idat_replaced(png_bytes(_image()), idat)
+    assert image_messages._is_plain_wire_png(png)  # the header and chunk list are the wire format's: libspng decodes
+    with pytest.raises(BadMessage) as err:
+        decode_image_message(_value(Data=base64.b64encode(png).decode()), now=NOW)
+    assert err.value.reason.startswith("undecodable image")

@@ -115,10 +115,12 @@ def build_feature_model(choice: WeightsChoice | None = None) -> "keras.Model":
 
 @dataclass(frozen=True)
 class FeatureWeights:
-    """What every worker builds the same feature model from: a Keras .h5 weights file's bytes, or a random seed."""
+    """What every worker builds the same feature model from: a Keras .h5 weights file's bytes (and its name, whose
+    ending picks Keras' loader: `.weights.h5` or the legacy `.h5`), or a random seed."""
 
     h5: bytes | None
     seed: int
+    name: str = IMAGENET_NO_TOP_FILE
 
     @property
     def sha256(self) -> str:
@@ -129,7 +131,9 @@ class FeatureWeights:
 def feature_weights(choice: WeightsChoice) -> FeatureWeights:
     """The weights of a choice as the workers get them: the .h5 file's bytes when pretrained, else the seed (the
     driver builds no model: each TensorFlow start-up on it took a core from the workers' own)."""
-    return FeatureWeights(Path(choice.path).read_bytes() if choice.pretrained and choice.path else None, choice.seed)
+    if choice.pretrained and choice.path:
+        return FeatureWeights(Path(choice.path).read_bytes(), choice.seed, Path(choice.path).name)
+    return FeatureWeights(None, choice.seed)
 
 
 def build_from(weights: FeatureWeights) -> "keras.Model":
@@ -137,7 +141,7 @@ def build_from(weights: FeatureWeights) -> "keras.Model":
     if weights.h5 is None:
         return build_feature_model(WeightsChoice("none", "none", None, weights.seed, RANDOM_INIT))
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / IMAGENET_NO_TOP_FILE
+        path = Path(folder) / weights.name
         path.write_bytes(weights.h5)
         return build_feature_model(WeightsChoice("file", "file", str(path), weights.seed, "shipped .h5 weights"))
 

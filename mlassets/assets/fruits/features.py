@@ -26,7 +26,7 @@ from mlassets.assets.fruits.images import ASSET as IMAGES_ASSET
 from mlassets.assets.fruits.images import IMAGES_DIR, MANIFEST_DIR, fruit_images
 from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL, TRANSIENT_RETRY
 from mlassets.metadata import markdown_table
-from mlassets.models.mobilenet_features import FEATURE_SIZE, WEIGHT_CHOICES
+from mlassets.models.mobilenet_features import FEATURE_SIZE, WEIGHT_CHOICES, FeatureWeights
 from mlassets.resources import LakeResource, SparkResource
 from mlassets.stack.executor_env import TENSORFLOW
 
@@ -72,10 +72,11 @@ def warm_workers(session: "object", partitions: int, threads: int) -> float:
     return time.perf_counter() - started
 
 
-def feature_udf(h5: "object", seed: int, weights_sha256: str, batch_size: int, threads: int, builds: "object",
+def feature_udf(h5: "object", weights: "FeatureWeights", batch_size: int, threads: int, builds: "object",
                 batches: "object", cold_imports: "object"):
-    """The iterator pandas UDF: image bytes -> float32[1280] (null when undecodable); the .h5 weights (or None for
-    the seeded init) come from a broadcast."""
+    """The iterator pandas UDF: image bytes -> float32[1280] (null when undecodable); the .h5 bytes of the weights
+    (None for a seeded init) come from the broadcast `h5`, the rest of `weights` with the function."""
+    seed, name, weights_sha256 = weights.seed, weights.name, weights.sha256
 
     @F.pandas_udf(ArrayType(FloatType()))
     def mobilenet_features(contents: Iterator[pd.Series]) -> Iterator[pd.Series]:
@@ -84,7 +85,7 @@ def feature_udf(h5: "object", seed: int, weights_sha256: str, batch_size: int, t
         from mlassets.models.mobilenet_features import FeatureWeights, cached_model, extract_features
 
         cold = "keras" not in sys.modules  # this worker was not warmed by warm_workers
-        model, built = cached_model(weights_sha256, lambda: FeatureWeights(h5.value, seed), threads)
+        model, built = cached_model(weights_sha256, lambda: FeatureWeights(h5.value, seed, name), threads)
         if built:
             builds.add(1)
             if cold:
@@ -129,8 +130,8 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
         context.log.warning(f"fruit_features: warming the Python workers failed ({exc}); they start cold")
         warmup_seconds = -1.0
     builds, batches, cold_imports = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0)
-    udf = feature_udf(sc.broadcast(weights.h5), weights.seed, weights.sha256, config.batch_size,
-                      config.threads_per_worker, builds, batches, cold_imports)
+    udf = feature_udf(sc.broadcast(weights.h5), weights, config.batch_size, config.threads_per_worker, builds, batches,
+                      cold_imports)
     images = (session.read.format("binaryFile").option("recursiveFileLookup", "true")
               .load(lake.spark_uri(IMAGES_ASSET, IMAGES_DIR)))
     listed = images.rdd.getNumPartitions()

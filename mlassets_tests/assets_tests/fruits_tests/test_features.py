@@ -66,6 +66,11 @@ def test_weights_from_the_keras_cache_and_from_a_path(keras_home: Path, seeded: 
     shipped = mf.feature_weights(mf.resolve_weights("imagenet"))
     assert shipped.h5 == cached.read_bytes() and shipped.sha256 == sha256_hex(cached.read_bytes())
     assert weights_sha(mf.build_from(shipped)) == sha
+    # A Keras 3 `.weights.h5` file keeps its name on the workers, so Keras picks the same loader there.
+    modern = keras_home / "mine.weights.h5"
+    model.save_weights(modern)
+    shipped = mf.feature_weights(mf.resolve_weights(str(modern)))
+    assert shipped.name == "mine.weights.h5" and weights_sha(mf.build_from(shipped)) == sha
 
 
 def test_random_init_is_seeded_and_not_degenerate(seeded: tuple) -> None:

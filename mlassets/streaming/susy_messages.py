@@ -166,8 +166,7 @@ def _produce_in_processes(config: dict, topic: str, labels: np.ndarray, features
                 if child.returncode != 0:
                     how = (f"killed by signal {-child.returncode}" if child.returncode < 0
                            else f"exit {child.returncode}")
-                    last = err.strip().splitlines()[-1][-400:] if err.strip() else "no error output"
-                    failures.append(f"process {w} (partitions {owned}) {how}: {last}")
+                    failures.append(f"process {w} (partitions {owned}) {how}: {_child_error(out, err)}")
                     continue
                 written = json.loads(out.splitlines()[-1])["ranges"]
                 ranges.update({int(p): (low, high) for p, (low, high) in written.items()})
@@ -180,6 +179,17 @@ def _produce_in_processes(config: dict, topic: str, labels: np.ndarray, features
         raise ProducerProcessError(f"{len(failures)} of {processes} producer processes for {topic} failed, so their "
                                    f"rows may be missing and no ranges are recorded: {'; '.join(failures)}")
     return ranges
+
+
+def _child_error(out: str, err: str) -> str:
+    """A failed producer process's own error line from its stdout, else the last line of its stderr."""
+    lines = out.strip().splitlines()
+    if lines:
+        try:
+            return str(json.loads(lines[-1])["error"])[-400:]
+        except (ValueError, KeyError, TypeError):
+            pass
+    return err.strip().splitlines()[-1][-400:] if err.strip() else "no error output"
 
 
 def _check_shape(features: np.ndarray) -> None:

@@ -3,8 +3,9 @@
 Kept to numpy and the Kafka clients so that a producer process starts in a fraction of a second: `python -m
 mlassets.streaming.train_producer` reads {"config", "topic", "rows", "batch_rows"} as JSON on stdin (config: the
 KafkaProducer keyword arguments of `KafkaResource.producer_config()`; rows: an .npz of labels, float32 features and
-target partitions) and prints {"ranges": {partition: [start, end_exclusive]}} as its last stdout line; any failure
-exits non-zero.
+target partitions) and prints {"ranges": {partition: [start, end_exclusive]}} as its last stdout line; a failure
+prints {"error": "<type>: <message>"} there instead (librdkafka's own log lines share stderr, so the last stderr line
+need not be ours) and exits 1.
 
 The rows go out through librdkafka (confluent-kafka), whose per-message cost is a fraction of kafka-python's (the
 README's SUSY ingest figures); a setting librdkafka cannot express (the `AWS_MSK_IAM` SASL mechanism) sends them
@@ -16,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import traceback
 from typing import Any
 
 import numpy as np
@@ -156,10 +158,15 @@ def _widen(ranges: dict[int, tuple[int, int]], partition: int, offset: int) -> N
 
 
 def main() -> None:
-    job = json.loads(sys.stdin.read())
-    with np.load(job["rows"]) as rows:
-        labels, features, targets = rows["labels"], rows["features"], rows["targets"]
-    ranges, _ = produce_rows(job["config"], job["topic"], labels, features, targets, job["batch_rows"])
+    try:
+        job = json.loads(sys.stdin.read())
+        with np.load(job["rows"]) as rows:
+            labels, features, targets = rows["labels"], rows["features"], rows["targets"]
+        ranges, _ = produce_rows(job["config"], job["topic"], labels, features, targets, job["batch_rows"])
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line, the traceback goes to stderr
+        traceback.print_exc()
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        sys.exit(1)
     print(json.dumps({"ranges": {p: [low, high] for p, (low, high) in ranges.items()}}), flush=True)
 
 

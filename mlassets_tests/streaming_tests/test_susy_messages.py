@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -214,7 +216,7 @@ def _kill_a_producer_process(parent: int, killed: list[int], stop: threading.Eve
             try:
                 if (entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
                         and b"mlassets.streaming.train_producer" in (entry / "cmdline").read_bytes()):
-                    time.sleep(0.5)  # started: importing or sending
+                    # at once: on a fast machine a warm producer sends its 10,000 rows in well under a second
                     os.kill(int(entry.name), signal.SIGKILL)
                     killed.append(int(entry.name))
                     return
@@ -256,8 +258,21 @@ def test_a_producer_process_that_fails_names_its_error(stack, rows_2000, unique)
     with pytest.raises(ProducerProcessError, match=r"2 of 2 producer processes for trainData-\w+ failed.*"
                                                    r"process 0 \(partitions \[0\]\) exit 1: "
                                                    r"ConnectionError: cannot reach the Kafka brokers 127.0.0.1:1 "
-                                                   r"within 2 s"):
+                                                   r"within 2 s.*process 1 \(partitions \[1\]\) exit 1: "
+                                                   r"ConnectionError: cannot reach the Kafka brokers"):
         produce_train_rows(kafka, f"trainData-{unique}", labels, features, partitions=2, processes=2)
+
+
+def test_a_producer_process_reports_its_failure_as_its_last_stdout_line(tmp_path) -> None:
+    # librdkafka logs to the same stderr from its own threads, so the parent reads the error from stdout
+    job = {"config": {"bootstrap_servers": ["127.0.0.1:1"]}, "topic": "trainData-x",
+           "rows": str(tmp_path / "absent.npz"), "batch_rows": 10}
+    child = subprocess.run([sys.executable, "-m", "mlassets.streaming.train_producer"], input=json.dumps(job),
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == 1
+    error = json.loads(child.stdout.splitlines()[-1])["error"]
+    assert error.startswith("FileNotFoundError: ") and "absent.npz" in error
+    assert "Traceback" in child.stderr
 
 
 def test_every_producer_setting_has_its_librdkafka_property() -> None:

@@ -1,7 +1,8 @@
-"""StandardScaler + PCA of the fruit features with Spark MLlib, the fitted PipelineModel saved in the lake."""
+"""StandardScaler + PCA of the fruit features as a Spark MLlib PipelineModel, saved in the lake."""
 
 import time
 from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -17,9 +18,10 @@ from dagster import (
     asset,
 )
 from pydantic import Field
-from pyspark.ml import Pipeline
-from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.feature import PCA, PCAModel, StandardScaler, StandardScalerModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.linalg import DenseMatrix, DenseVector
 from pyspark.sql import DataFrame as SparkDF
 
 from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL, TRANSIENT_RETRY
@@ -38,6 +40,12 @@ class FruitPcaConfig(Config):
         "Principal components to keep, capped at min(rows - 1, features): n centred rows span at most n - 1 "
         "directions."))
     leading: int = Field(default=10, ge=1, description="Leading components listed in the metadata.")
+    fit: Literal["driver", "mllib"] = Field(default="driver", description=(
+        "Where the scaler and the PCA are fitted. `driver`: from the feature matrix this asset already collects for "
+        "its check, by one thin SVD of the standardised rows (rows x features, not MLlib's full features x features "
+        "SVD of the covariance), and the MLlib models are built from the result: the same model up to the "
+        "components' signs. `mllib`: Spark MLlib's own Pipeline.fit (a Spark job per pass and the full SVD on the "
+        "driver). Either way the saved PipelineModel is MLlib's and Spark applies it."))
 
 
 def components_for(k: int, rows: int, dims: int) -> int:
@@ -54,6 +62,31 @@ def sklearn_explained_variance(features: np.ndarray, k: int) -> np.ndarray:
 
     scaled = SkScaler(with_mean=True, with_std=True).fit_transform(features.astype(np.float64))
     return SkPCA(n_components=k, svd_solver="full").fit(scaled).explained_variance_ratio_
+
+
+def fit_on_driver(features: np.ndarray, k: int, scaled: str = "scaled", output: str = "pca") -> PipelineModel:
+    """MLlib's StandardScaler(withMean, withStd) + PCA(k) PipelineModel fitted on the rows of features (rows x dims).
+
+    The same numbers as MLlib's own fit: its unbiased standard deviation, zero for a constant column (whose scaled
+    values are then 0), and explained variance ratios over every eigenvalue of the covariance; the components are
+    the right singular vectors of the standardised rows, so they may differ from MLlib's in sign only.
+    """
+    rows = np.asarray(features, dtype=np.float64)
+    mean = rows.mean(axis=0)
+    std = rows.std(axis=0, ddof=1)
+    scale = np.divide(1.0, std, out=np.zeros_like(std), where=std != 0)
+    _, singular, right = np.linalg.svd((rows - mean) * scale, full_matrices=False)
+    variance = singular ** 2
+    components = np.ascontiguousarray(right[:k].T)  # dims x k
+    scaler = StandardScalerModel._create_from_java_class(
+        "org.apache.spark.ml.feature.StandardScalerModel", StandardScalerModel._randomUID(),
+        DenseVector(std), DenseVector(mean))
+    scaler._set(inputCol="vector", outputCol=scaled, withMean=True, withStd=True)
+    pca = PCAModel._create_from_java_class(
+        "org.apache.spark.ml.feature.PCAModel", PCAModel._randomUID(),
+        DenseMatrix(components.shape[0], k, components.ravel(order="F")), DenseVector(variance[:k] / variance.sum()))
+    pca._set(inputCol=scaled, outputCol=output, k=k)
+    return PipelineModel(stages=[scaler, pca])
 
 
 def jvm_lapack(frame: SparkDF) -> str:
@@ -78,26 +111,34 @@ def fruit_pca(context: AssetExecutionContext, config: FruitPcaConfig, lake: Lake
               fruit_features: SparkDF) -> Iterator[Output[SparkDF] | AssetCheckResult]:
     """One row per fruit image: path, label and its standardised PCA projection pca_features array<double>[k]."""
     started = time.perf_counter()
-    vectors = fruit_features.select("path", "label", array_to_vector("features").alias("vector")).persist()
-    # One job fills the cache and collects the matrix that gives the row count, the width and scikit-learn's input
-    # for the check below (the features were counted, read for their width and collected again in three jobs).
-    collected = vectors.select(vector_to_array("vector").alias("f")).toPandas()["f"].tolist()
-    features = np.asarray(collected, dtype=np.float64).reshape(len(collected), -1)
+    vectors = fruit_features.select("path", "label", array_to_vector("features").alias("vector"))
+    if config.fit == "driver":
+        # one job collects the matrix: the row count, the width, the fit and scikit-learn's input for the check
+        column = fruit_features.select("features").toPandas()["features"]
+    else:
+        # MLlib's fit passes over the rows three times: one job fills the cache and collects the matrix
+        vectors = vectors.persist()
+        column = vectors.select(vector_to_array("vector").alias("features")).toPandas()["features"]
+    features = np.stack(column.to_numpy()).astype(np.float64) if len(column) else np.empty((0, 0))
     rows, dims = features.shape
     collect_seconds = time.perf_counter() - started
     k = components_for(config.k, rows, dims)
     if k < config.k:
         context.log.info(f"fruit_pca: k capped from {config.k} to {k} ({rows} rows, {dims} features)")
-    pipeline = Pipeline(stages=[
-        StandardScaler(inputCol="vector", outputCol="scaled", withMean=True, withStd=True),
-        PCA(k=k, inputCol="scaled", outputCol="pca"),
-    ])
     fitting = time.perf_counter()
-    model = pipeline.fit(vectors)
+    if config.fit == "driver":
+        model = fit_on_driver(features, k)
+    else:
+        model = Pipeline(stages=[
+            StandardScaler(inputCol="vector", outputCol="scaled", withMean=True, withStd=True),
+            PCA(k=k, inputCol="scaled", outputCol="pca"),
+        ]).fit(vectors)
     pipeline_fit_seconds = time.perf_counter() - fitting
+    fit_seconds = time.perf_counter() - started
+    saving = time.perf_counter()
     model_uri = lake.spark_uri(MODEL_DIR)
     model.write().overwrite().save(model_uri)
-    fit_seconds = time.perf_counter() - started
+    save_seconds = time.perf_counter() - saving
     explained = np.asarray(model.stages[-1].explainedVariance.toArray())
 
     reference = sklearn_explained_variance(features, k)
@@ -124,10 +165,12 @@ def fruit_pca(context: AssetExecutionContext, config: FruitPcaConfig, lake: Lake
             "explained_variance_first": float(explained[0]),
             "explained_variance_leading": MetadataValue.md(markdown_table(leading, max_rows=config.leading)),
             "model_uri": model_uri,
+            "fit": config.fit,
             "fit_seconds": round(fit_seconds, 2),
             "collect_seconds": round(collect_seconds, 2),
             "pipeline_fit_seconds": round(pipeline_fit_seconds, 2),
-            "lapack": jvm_lapack(fruit_features),
+            "save_seconds": round(save_seconds, 2),
+            "lapack": "numpy" if config.fit == "driver" else jvm_lapack(fruit_features),
         },
     )
     yield AssetCheckResult(

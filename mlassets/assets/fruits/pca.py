@@ -31,6 +31,7 @@ from mlassets.resources import LakeResource
 ASSET = "fruit_pca"
 MODEL_DIR = "fruit_pca_model"
 VARIANCE_TOLERANCE = 1e-3
+VECTOR, SCALED, PROJECTED = "vector", "scaled", "pca"  # the PipelineModel's input, middle and output columns
 
 
 class FruitPcaConfig(Config):
@@ -64,7 +65,7 @@ def sklearn_explained_variance(features: np.ndarray, k: int) -> np.ndarray:
     return SkPCA(n_components=k, svd_solver="full").fit(scaled).explained_variance_ratio_
 
 
-def fit_on_driver(features: np.ndarray, k: int, scaled: str = "scaled", output: str = "pca") -> PipelineModel:
+def fit_on_driver(features: np.ndarray, k: int) -> PipelineModel:
     """MLlib's StandardScaler(withMean, withStd) + PCA(k) PipelineModel fitted on the rows of features (rows x dims).
 
     The same numbers as MLlib's own fit: its unbiased standard deviation, zero for a constant column (whose scaled
@@ -77,15 +78,17 @@ def fit_on_driver(features: np.ndarray, k: int, scaled: str = "scaled", output: 
     scale = np.divide(1.0, std, out=np.zeros_like(std), where=std != 0)
     _, singular, right = np.linalg.svd((rows - mean) * scale, full_matrices=False)
     variance = singular ** 2
-    components = np.ascontiguousarray(right[:k].T)  # dims x k
+    components = right[:k].T  # dims x k
+    # The Scala models' constructors are private[ml], which the JVM does not enforce: the one way to build them from
+    # arrays, and what MLlib's own fit does with its results.
     scaler = StandardScalerModel._create_from_java_class(
         "org.apache.spark.ml.feature.StandardScalerModel", StandardScalerModel._randomUID(),
         DenseVector(std), DenseVector(mean))
-    scaler._set(inputCol="vector", outputCol=scaled, withMean=True, withStd=True)
+    scaler._set(inputCol=VECTOR, outputCol=SCALED, withMean=True, withStd=True)
     pca = PCAModel._create_from_java_class(
         "org.apache.spark.ml.feature.PCAModel", PCAModel._randomUID(),
         DenseMatrix(components.shape[0], k, components.ravel(order="F")), DenseVector(variance[:k] / variance.sum()))
-    pca._set(inputCol=scaled, outputCol=output, k=k)
+    pca._set(inputCol=SCALED, outputCol=PROJECTED, k=k)
     return PipelineModel(stages=[scaler, pca])
 
 
@@ -111,14 +114,14 @@ def fruit_pca(context: AssetExecutionContext, config: FruitPcaConfig, lake: Lake
               fruit_features: SparkDF) -> Iterator[Output[SparkDF] | AssetCheckResult]:
     """One row per fruit image: path, label and its standardised PCA projection pca_features array<double>[k]."""
     started = time.perf_counter()
-    vectors = fruit_features.select("path", "label", array_to_vector("features").alias("vector"))
+    vectors = fruit_features.select("path", "label", array_to_vector("features").alias(VECTOR))
     if config.fit == "driver":
         # one job collects the matrix: the row count, the width, the fit and scikit-learn's input for the check
         column = fruit_features.select("features").toPandas()["features"]
     else:
         # MLlib's fit passes over the rows three times: one job fills the cache and collects the matrix
         vectors = vectors.persist()
-        column = vectors.select(vector_to_array("vector").alias("features")).toPandas()["features"]
+        column = vectors.select(vector_to_array(VECTOR).alias("features")).toPandas()["features"]
     features = np.stack(column.to_numpy()).astype(np.float64) if len(column) else np.empty((0, 0))
     rows, dims = features.shape
     collect_seconds = time.perf_counter() - started
@@ -130,8 +133,8 @@ def fruit_pca(context: AssetExecutionContext, config: FruitPcaConfig, lake: Lake
         model = fit_on_driver(features, k)
     else:
         model = Pipeline(stages=[
-            StandardScaler(inputCol="vector", outputCol="scaled", withMean=True, withStd=True),
-            PCA(k=k, inputCol="scaled", outputCol="pca"),
+            StandardScaler(inputCol=VECTOR, outputCol=SCALED, withMean=True, withStd=True),
+            PCA(k=k, inputCol=SCALED, outputCol=PROJECTED),
         ]).fit(vectors)
     pipeline_fit_seconds = time.perf_counter() - fitting
     fit_seconds = time.perf_counter() - started
@@ -149,7 +152,7 @@ def fruit_pca(context: AssetExecutionContext, config: FruitPcaConfig, lake: Lake
         "sklearn": reference[: config.leading],
         "cumulative": np.cumsum(explained)[: config.leading],
     })
-    projected = model.transform(vectors).select("path", "label", vector_to_array("pca").alias("pca_features"))
+    projected = model.transform(vectors).select("path", "label", vector_to_array(PROJECTED).alias("pca_features"))
     yield Output(
         projected,
         metadata={

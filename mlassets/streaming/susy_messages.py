@@ -183,13 +183,11 @@ def _produce_in_processes(config: dict, topic: str, labels: np.ndarray, features
 
 def _child_error(out: str, err: str) -> str:
     """A failed producer process's own error line from its stdout, else the last line of its stderr."""
-    lines = out.strip().splitlines()
-    if lines:
-        try:
-            return str(json.loads(lines[-1])["error"])[-400:]
-        except (ValueError, KeyError, TypeError):
-            pass
-    return err.strip().splitlines()[-1][-400:] if err.strip() else "no error output"
+    try:
+        return str(json.loads(out.strip().splitlines()[-1])["error"])[-400:]
+    except (IndexError, ValueError, KeyError, TypeError):  # killed, or died before it could print its error
+        tail = err.strip().splitlines()
+        return tail[-1][-400:] if tail else "no error output"
 
 
 def _check_shape(features: np.ndarray) -> None:

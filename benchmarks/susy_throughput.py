@@ -2,9 +2,11 @@
 
 Sizes: BENCH_SUSY_INGEST_ROWS (default 500,000, produced with 1 and with BENCH_SUSY_INGEST_PROCESSES producer
 processes, default one per CPU, 2 to 4; `python -m benchmarks.susy_throughput ingest` runs the ingest alone),
-BENCH_SUSY_EVAL_ROWS (comma-separated totals over the 4 chunks, default "5000000,20000000"). Each evaluation size runs
-in a fresh process whose peak RSS (driver, JVM and Python workers summed, sampled every 0.2 s) is reported; its chunks
-are written before the timed scoring job. The model is trained once, in this process; the ceiling is the best of 3
+BENCH_SUSY_EVAL_ROWS (comma-separated totals over the 4 chunks, default "5000000,20000000"), BENCH_SUSY_READERS
+(susy_evaluation's `reader` settings to compare, default "arrow,spark"; `python -m benchmarks.susy_throughput
+evaluation` runs the scoring alone). Each evaluation size and reader runs in a fresh process whose peak RSS
+(driver, JVM and Python workers summed, sampled every 0.2 s) is reported; its chunks are written before the timed
+scoring job. The model is trained once, in this process; the ceiling is the best of 3
 runs just before and 3 just after each size, so it sees the machine load the scoring saw.
 """
 
@@ -35,6 +37,7 @@ INGEST_ROWS = int(os.environ.get("BENCH_SUSY_INGEST_ROWS", 500_000))
 EVAL_ROWS = [int(n) for n in os.environ.get("BENCH_SUSY_EVAL_ROWS", "5000000,20000000").split(",")]
 ARROW_BATCH = int(os.environ.get("BENCH_SUSY_ARROW_BATCH", 65_536))
 INGEST_PROCESSES = int(os.environ.get("BENCH_SUSY_INGEST_PROCESSES", max(2, min(4, os.cpu_count() or 1))))
+READERS = os.environ.get("BENCH_SUSY_READERS", "arrow,spark").split(",")
 CEILING_ROWS = 2_000_000
 
 
@@ -119,42 +122,50 @@ def store_model(mongo_uri: str) -> str:
     return store.save(SUSY_MODEL_NAME, model, extras=scaler.extras(), metadata={"benchmark": True}).model_id
 
 
-def _child_run(rows: int, model_id: str, mongo_uri: str) -> dict:
-    """One evaluation size in a fresh process; its result line plus the peak RSS of its process tree, split."""
+def _child_run(rows: int, reader: str, model_id: str, mongo_uri: str) -> dict:
+    """One evaluation size and reader in a fresh process; its result lines plus the peak RSS of its process tree."""
     env = {**os.environ, "BENCH_MONGO_URI": mongo_uri}
-    child = subprocess.Popen([sys.executable, "-m", "benchmarks.susy_throughput", "child", str(rows),
+    child = subprocess.Popen([sys.executable, "-m", "benchmarks.susy_throughput", "child", str(rows), reader,
                               model_id], env=env, stdout=subprocess.PIPE, text=True, cwd=REPO)
     with PeakTreeRss(child.pid) as peak:
         out, _ = child.communicate()
     if child.returncode:
-        raise RuntimeError(f"evaluation child for {rows} rows failed (exit {child.returncode})")
+        raise RuntimeError(f"evaluation child for {rows} rows ({reader}) failed (exit {child.returncode})")
     runs = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])["runs"]
     return {"runs": runs, **peak.mib()}
 
 
 def evaluation(stack: LocalStack) -> None:
-    """Each size in a fresh process (peak RSS sampled), with the bare Keras ceiling measured just before and after."""
+    """Each size and reader in a fresh process (peak RSS sampled), with the bare Keras ceiling measured just before
+    and after."""
     model_id = store_model(stack.settings.mongo_uri)
     ceiling = KerasCeiling(model_id, stack.settings.mongo_uri)
     for rows in EVAL_ROWS:
-        before = ceiling.runs()
-        child = _child_run(rows, model_id, stack.settings.mongo_uri)
-        after = ceiling.runs()
-        for line in child["runs"]:
-            report(f"susy_evaluation_scoring_{line['run']}", line["rows_per_s"], max(before + after), "rows/s",
-                   rows=line["rows"], seconds=line["seconds"], peak_rss_mib=child["peak_rss_mib"],
-                   peak_rss_split_mib=child["peak_rss_split_mib"], arrow_batch_rows=ARROW_BATCH,
-                   spark_master=line["spark_master"], accuracy=line["accuracy"], auc=line["auc"],
-                   max_model_loads_per_worker=line["max_model_loads_per_worker"],
-                   scoring_engine=line["scoring_engine"],
-                   ceiling_runs={"before": [round(c) for c in before], "after": [round(c) for c in after]},
-                   ceiling_tool=f"best of {len(before + after)}: keras model.predict(batch_size={ARROW_BATCH}) "
-                                f"with the scaling, TensorFlow's default threads, on a {CEILING_ROWS:,}-row "
-                                "in-memory float32 array, the same model (warm: imported, built and traced), "
-                                "measured just before and just after the scoring run",
-                   run_is="cold: the asset's first run in a fresh process, as each Dagster step runs; warm: a "
-                          "second run in the same process (session, JIT-compiled code and Python workers reused)",
-                   rss_of="driver + Spark JVM + Python workers, summed over both runs, sampled every 0.2 s")
+        for reader in READERS:
+            _report_evaluation(rows, reader, model_id, stack.settings.mongo_uri, ceiling)
+
+
+def _report_evaluation(rows: int, reader: str, model_id: str, mongo_uri: str, ceiling: "KerasCeiling") -> None:
+    """One size and reader: the ceiling's runs before, the child's cold and warm runs, the ceiling's runs after."""
+    before = ceiling.runs()
+    child = _child_run(rows, reader, model_id, mongo_uri)
+    after = ceiling.runs()
+    for line in child["runs"]:
+        report(f"susy_evaluation_scoring_{reader}_{line['run']}", line["rows_per_s"], max(before + after), "rows/s",
+               reader=reader, tasks=line["tasks"], rows=line["rows"], seconds=line["seconds"],
+               peak_rss_mib=child["peak_rss_mib"], peak_rss_split_mib=child["peak_rss_split_mib"],
+               arrow_batch_rows=ARROW_BATCH,
+               spark_master=line["spark_master"], accuracy=line["accuracy"], auc=line["auc"],
+               max_model_loads_per_worker=line["max_model_loads_per_worker"],
+               scoring_engine=line["scoring_engine"],
+               ceiling_runs={"before": [round(c) for c in before], "after": [round(c) for c in after]},
+               ceiling_tool=f"best of {len(before + after)}: keras model.predict(batch_size={ARROW_BATCH}) "
+                            f"with the scaling, TensorFlow's default threads, on a {CEILING_ROWS:,}-row "
+                            "in-memory float32 array, the same model (warm: imported, built and traced), "
+                            "measured just before and just after the scoring run",
+               run_is="cold: the asset's first run in a fresh process, as each Dagster step runs; warm: a "
+                      "second run in the same process (session, JIT-compiled code and Python workers reused)",
+               rss_of="driver + Spark JVM + Python workers, summed over both runs, sampled every 0.2 s")
 
 
 class KerasCeiling:
@@ -181,7 +192,7 @@ class KerasCeiling:
         return rates
 
 
-def child(rows: int, model_id: str) -> None:
+def child(rows: int, reader: str, model_id: str) -> None:
     """Write the chunks, then materialise susy_evaluation over every chunk with the stored model (timed inside)."""
     from dagster import AssetKey, instance_for_test, materialize
 
@@ -214,7 +225,8 @@ def child(rows: int, model_id: str) -> None:
                     selection=[susy_evaluation], resources=resources, instance=instance,
                     tags={"dagster/asset_partition_range_start": keys[0],
                           "dagster/asset_partition_range_end": keys[-1]},
-                    run_config={"ops": {"susy_evaluation": {"config": {"arrow_batch_rows": ARROW_BATCH}}}},
+                    run_config={"ops": {"susy_evaluation": {"config": {"arrow_batch_rows": ARROW_BATCH,
+                                                                       "reader": reader}}}},
                 )
                 assert result.success
                 metadata = instance.get_latest_materialization_event(
@@ -225,6 +237,7 @@ def child(rows: int, model_id: str) -> None:
                               "model_id": model_id,
                               "max_model_loads_per_worker": metadata["max_model_loads_per_worker"].value,
                               "scoring_engine": metadata["scoring_engine"].value,
+                              "tasks": metadata["tasks"].value,
                               "spark_master": os.environ["MLASSETS_SPARK_MASTER"]})
         print(json.dumps({"runs": lines}), flush=True)
 
@@ -236,9 +249,14 @@ def run(stack: LocalStack) -> None:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
-    child(int(sys.argv[2]), sys.argv[3])
+    child(int(sys.argv[2]), sys.argv[3], sys.argv[4])
 elif __name__ == "__main__" and sys.argv[1:2] == ["ingest"]:  # the ingest alone, on the benchmark stack
     from benchmarks.common import running_bench_stack
 
     with running_bench_stack() as _stack:
         ingest(_stack)
+elif __name__ == "__main__" and sys.argv[1:2] == ["evaluation"]:  # the scoring alone
+    from benchmarks.common import running_bench_stack
+
+    with running_bench_stack() as _stack:
+        evaluation(_stack)

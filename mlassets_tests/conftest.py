@@ -106,14 +106,20 @@ def spark_resource(local_resources: dict):
         resource._spark_session.stop()
 
 
-@pytest.fixture
-def spark(spark_resource):
-    """The local Spark session, started again where a test that needed a driver of its own (a cluster's) stopped it."""
+def live_session(spark_resource):
+    """The resource's Spark session, started again where a test that needed a driver of its own (a cluster's)
+    stopped it."""
     session = spark_resource.spark_session
     if session.sparkContext._jsc is None:
         spark_resource._spark_session = None
         session = spark_resource.spark_session
     return session
+
+
+@pytest.fixture
+def spark(spark_resource):
+    """The local Spark session of the test process (with S3A)."""
+    return live_session(spark_resource)
 
 
 @pytest.fixture

@@ -85,6 +85,16 @@ class LakeResource(ConfigurableResource):
         uri = self.uri(*parts)
         return uri[len("s3://"):] if self.is_s3 else uri
 
+    def parquet_files(self, *parts: str) -> list[str]:
+        """The parquet files of a directory below the root, as paths of `filesystem()`, sorted (names starting with
+        "." or "_" are Spark's bookkeeping and left out); a FileNotFoundError names a missing directory."""
+        fs, path = self.filesystem(), self._fs_path(*parts)
+        if fs.get_file_info(path).type != pafs.FileType.Directory:
+            raise FileNotFoundError(f"no parquet directory at {self.uri(*parts)}")
+        infos = fs.get_file_info(pafs.FileSelector(path))
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
+                      and not i.base_name.startswith((".", "_")))
+
     def s3_client(self) -> Any:
         """A boto3 S3 client for the lake's endpoint."""
         import boto3

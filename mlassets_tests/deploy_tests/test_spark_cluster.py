@@ -190,8 +190,9 @@ SUSY_RANGE = f"{SUSY_CHUNKS.get_partition_keys()[0]}...{SUSY_CHUNKS.get_partitio
 
 def test_susy_evaluation_on_the_cluster_equals_local_mode(cluster: SparkStandaloneCluster, test_env: dict[str, str],
                                                          unique: str, tmp_path: Path) -> None:
-    """The SUSY group's Spark asset (mapInPandas with the NumPy scorer) over every chunk in one run, as the main job
-    runs it: the model and chunks from one local run upstream, then scored on the cluster and in local mode."""
+    """The SUSY group's Spark asset over every chunk in one run, as the main job runs it: the model and chunks from
+    one local run upstream, then scored on the cluster by row-group tasks (the default reader: pyarrow on the
+    executors, the NumPy scorer) and in local mode by Spark's own reader and mapInPandas, with equal results."""
     lake, home = tmp_path / "lake", tmp_path / "home"
     _materialize(test_env, "local[2]", lake, home, "susy_dataset,susy_train_topic,susy_model",
                  {"ops": {"susy_train_topic": {"config": {"topic": f"trainData-{unique}"}},
@@ -217,7 +218,8 @@ def test_susy_evaluation_on_the_cluster_equals_local_mode(cluster: SparkStandalo
     site = f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
     assert environments and all((e / site / "numpy").is_dir() and not (e / site / "tensorflow").exists()
                                 for e in environments), environments
-    _materialize(test_env, "local[2]", lake, home, "susy_evaluation", config, "--partition-range", SUSY_RANGE)
+    spark_reader = {"ops": {"susy_evaluation": {"config": {"arrow_batch_rows": 1500, "reader": "spark"}}}}
+    _materialize(test_env, "local[2]", lake, home, "susy_evaluation", spark_reader, "--partition-range", SUSY_RANGE)
     local = evaluation()
 
     counts = ["chunk", "model_id", "rows", "tp", "fp", "tn", "fn"]

@@ -1,6 +1,8 @@
 """The SUSY scorers, their per-process cache and the mapInPandas chunk summaries, against Keras and scikit-learn."""
 
+import re
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from mlassets.datasets.susy import FEATURES
 from mlassets.models import susy_scorer
 from mlassets.models.serialization import model_sha256, model_to_bytes
-from mlassets.models.susy_batch_scoring import score_frames
+from mlassets.models.susy_batch_scoring import row_groups, score_frames, score_row_groups
 from mlassets.models.susy_metrics import confusion, histogram_auc
 from mlassets.models.susy_mlp import build_susy_mlp
 from mlassets.models.susy_scorer import StandardScaler, SusyScorer
@@ -112,3 +114,56 @@ def test_partition_summaries_add_up_the_batches_per_chunk(monkeypatch) -> None:
         np.testing.assert_array_equal(row["negative_hist"], expected.negative_hist)
         assert row["batches"] == 7
     assert out["seconds"].gt(0).sum() == 1
+
+
+def test_row_group_tasks_score_what_the_arrow_batches_score(monkeypatch, tmp_path) -> None:
+    """Each chunk written as Parquet files of several row groups (one file of it empty): the row groups are listed
+    from the footers, largest first, and the tasks' summaries add up to score_frames' on the same rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlassets.resources import LakeResource
+
+    monkeypatch.setattr(susy_scorer, "_SCORERS", {})
+    rng = np.random.default_rng(6)
+    _, _, architecture, blob, features = _trained_susy_bytes(rng)
+    payload = SimpleNamespace(value=(architecture, blob, model_sha256(architecture, blob)))
+    lake = LakeResource(root=str(tmp_path))
+    frames = {}
+    for chunk, (low, high) in {"chunk-00": (0, 1300), "chunk-01": (1300, 2000)}.items():
+        frame = pd.DataFrame({"chunk": chunk, "source_row_id": np.arange(low, high),
+                              "label": rng.integers(0, 2, high - low).astype(np.int8),
+                              **dict(zip(FEATURES, features[low:high].T))})
+        frames[chunk] = frame
+        (tmp_path / "scaled" / chunk).mkdir(parents=True)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table.slice(0, 900), tmp_path / "scaled" / chunk / "part-00000.parquet", row_group_size=400)
+        pq.write_table(table.slice(900), tmp_path / "scaled" / chunk / "part-00001.parquet", row_group_size=400)
+        pq.write_table(table.slice(0, 0), tmp_path / "scaled" / chunk / "part-00002.parquet")
+        (tmp_path / "scaled" / chunk / "_SUCCESS").write_bytes(b"")
+    filesystem = lake.filesystem()
+    files = {chunk: lake.parquet_files("scaled", chunk) for chunk in frames}
+    assert [Path(p).name for p in files["chunk-00"]] == ["part-00000.parquet", "part-00001.parquet",
+                                                          "part-00002.parquet"]
+    groups = row_groups(filesystem, files)
+    assert [g.rows for g in groups if g.chunk == "chunk-00"] == [400, 400, 400, 100]
+    assert sum(g.rows for g in groups) == 2000 and [g.rows for g in groups] == sorted((g.rows for g in groups),
+                                                                                      reverse=True)
+
+    tasks = [groups[0::2], groups[1::2]]  # two tasks, as Spark would hand them out
+    rows = [row for task in tasks for row in score_row_groups(task, "susy_mlp:v12", payload, filesystem, threads=0,
+                                                              bins=256, batch_rows=150)]
+    by_arrow = pd.DataFrame(rows).groupby("chunk")[["rows", "tp", "fp", "tn", "fn"]].sum()
+    by_frames = pd.concat(score_frames(iter(frames.values()), "susy_mlp:v12", payload, threads=0, bins=256))
+    assert by_arrow.equals(by_frames.set_index("chunk")[["rows", "tp", "fp", "tn", "fn"]])
+    assert by_arrow["rows"].tolist() == [1300, 700]
+    hist = pd.DataFrame(rows).groupby("chunk")["positive_hist"].apply(lambda h: np.sum(np.stack(h.to_list()), axis=0))
+    np.testing.assert_array_equal(hist["chunk-01"], by_frames.set_index("chunk").loc["chunk-01", "positive_hist"])
+    assert sum(r["batches"] for r in rows) == sum(-(-g.rows // 150) for g in groups)
+    with pytest.raises(FileNotFoundError, match="no parquet directory"):
+        lake.parquet_files("scaled", "chunk-09")
+    pq.write_table(pa.Table.from_pandas(frames["chunk-01"].drop(columns=[FEATURES[3]])),
+                   tmp_path / "scaled" / "chunk-01" / "part-00003.parquet")
+    message = f"part-00003.parquet (chunk chunk-01) has no column(s) {FEATURES[3]}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        row_groups(filesystem, {"chunk-01": lake.parquet_files("scaled", "chunk-01")})

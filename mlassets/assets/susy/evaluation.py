@@ -5,6 +5,7 @@ import functools
 import io
 import time
 from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,9 @@ from dagster import (
     asset,
 )
 from pydantic import Field
+from pyspark import Broadcast
 from pyspark.sql import DataFrame as SparkDF
+from pyspark.sql import SparkSession
 
 from mlassets.assets.susy.model import MIN_LIFT
 from mlassets.automation import (FOLLOWS_INPUTS, RESCORE_ON_NEW_MODEL, SPARK_POOL, TRANSIENT_RETRY,
@@ -28,7 +31,8 @@ from mlassets.automation import (FOLLOWS_INPUTS, RESCORE_ON_NEW_MODEL, SPARK_POO
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import column_schema, markdown_table
 from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION
-from mlassets.models.susy_batch_scoring import SCORE_SCHEMA, score_frames
+from mlassets.assets.susy.scaled import ASSET_NAME as CHUNKS_ASSET
+from mlassets.models.susy_batch_scoring import SCORE_COLUMNS, SCORE_SCHEMA, row_groups, score_frames, score_row_groups
 from mlassets.models.susy_metrics import histogram_auc
 from mlassets.partitions import SUSY_CHUNKS
 from mlassets.resources import LakeResource, MongoResource, SparkResource
@@ -46,6 +50,11 @@ class SusyEvaluationConfig(Config):
     threads_per_worker: int = Field(default=1, ge=0,
                                     description="BLAS (or TensorFlow) threads of each Python worker (0: the default).")
     histogram_bins: int = Field(default=4096, ge=10, description="Score histogram bins used for the pooled AUC.")
+    reader: Literal["arrow", "spark"] = Field(
+        default="arrow",
+        description="arrow: one task per Parquet row group of the chunks, which reads it from the lake with pyarrow "
+                    "(the executors reach the lake themselves: S3 credentials from the lake resource or the "
+                    "executor's own); spark: Spark reads the chunks and hands Arrow batches to mapInPandas.")
 
 
 def pooled(frame: pd.DataFrame) -> dict[str, float]:
@@ -76,6 +85,39 @@ def per_chunk(summaries: pd.DataFrame, model_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def score_with_arrow(chunks: list[str], config: SusyEvaluationConfig, session: SparkSession, lake: LakeResource,
+                     model_id: str, payload: Broadcast) -> tuple[pd.DataFrame, int]:
+    """Spark schedules one task per row group of the chunks' Parquet files; each reads its rows with pyarrow."""
+    filesystem = lake.filesystem()
+    groups = row_groups(filesystem, {chunk: lake.parquet_files(CHUNKS_ASSET, chunk) for chunk in chunks})
+    score = functools.partial(score_row_groups, model_id=model_id, broadcast=payload, filesystem=filesystem,
+                              threads=config.threads_per_worker, bins=config.histogram_bins,
+                              batch_rows=config.arrow_batch_rows)
+    rows = session.sparkContext.parallelize(groups, max(len(groups), 1)).mapPartitions(score).collect()
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS), len(groups)
+
+
+def score_with_spark(config: SusyEvaluationConfig, session: SparkSession, chunks: SparkDF, model_id: str,
+                     payload: Broadcast) -> tuple[pd.DataFrame, int]:
+    """Spark reads the chunks and hands them to the scorer as Arrow batches of `arrow_batch_rows` (mapInPandas)."""
+    previous = {key: session.conf.get(key, None) for key in ARROW_BATCH_CONF}
+    # Batches are bounded by rows (65,536 x 20 columns is about 5 MB). Without a byte limit Spark skips the Arrow size
+    # check it otherwise makes after every row: 40% of the JVM's CPU in this job.
+    session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.arrow_batch_rows))
+    session.conf.set("spark.sql.execution.arrow.maxBytesPerBatch", str(NO_BYTE_LIMIT))
+    score = functools.partial(score_frames, model_id=model_id, broadcast=payload,
+                              threads=config.threads_per_worker, bins=config.histogram_bins)
+    try:
+        selected = chunks.select("chunk", "label", *FEATURES)
+        return selected.mapInPandas(score, SCORE_SCHEMA).toPandas(), selected.rdd.getNumPartitions()
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                session.conf.unset(key)
+            else:
+                session.conf.set(key, value)
+
+
 @asset(
     partitions_def=SUSY_CHUNKS,
     backfill_policy=BackfillPolicy.single_run(),
@@ -93,25 +135,15 @@ def susy_evaluation(context: AssetExecutionContext, config: SusyEvaluationConfig
     with refused_model_fails_at_once():
         architecture, blob, record = mongo.model_store(SUSY_DATABASE, SUSY_MODEL_COLLECTION).load_bytes(model_id)
     session = spark.spark_session
-    previous = {key: session.conf.get(key, None) for key in ARROW_BATCH_CONF}
-    # Batches are bounded by rows (65,536 x 20 columns is about 5 MB). Without a byte limit Spark skips the Arrow size
-    # check it otherwise makes after every row: 40% of the JVM's CPU in this job.
-    session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.arrow_batch_rows))
-    session.conf.set("spark.sql.execution.arrow.maxBytesPerBatch", str(NO_BYTE_LIMIT))
     payload = session.sparkContext.broadcast((architecture, blob, record.sha256))
-    score = functools.partial(score_frames, model_id=model_id, broadcast=payload,
-                              threads=config.threads_per_worker, bins=config.histogram_bins)
     start = time.perf_counter()
     try:
-        summaries = (susy_test_scaled.select("chunk", "label", *FEATURES)
-                     .mapInPandas(score, SCORE_SCHEMA).toPandas())
+        if config.reader == "arrow":
+            summaries, tasks = score_with_arrow(context.partition_keys, config, session, lake, model_id, payload)
+        else:
+            summaries, tasks = score_with_spark(config, session, susy_test_scaled, model_id, payload)
     finally:
         payload.destroy()
-        for key, value in previous.items():
-            if value is None:
-                session.conf.unset(key)
-            else:
-                session.conf.set(key, value)
     seconds = time.perf_counter() - start
     expected = {r["chunk"]: int(r["count"]) for r in susy_test_scaled.groupBy("chunk").count().collect()}
     chunks = per_chunk(summaries, model_id)
@@ -137,6 +169,8 @@ def susy_evaluation(context: AssetExecutionContext, config: SusyEvaluationConfig
             "max_model_loads_per_worker": int(workers["model_loads"].max()) if len(workers) else 0,
             "scoring_engine": ",".join(sorted(summaries["engine"].unique())),
             "arrow_batch_rows": config.arrow_batch_rows,
+            "reader": config.reader,
+            "tasks": tasks,
         },
         check_results=[AssetCheckResult(
             check_name="all_rows_scored", passed=scored == expected and not missing,

@@ -1,6 +1,7 @@
 """The SUSY group end to end on the real sample: topic, model from the topic, scaled chunks scored on Spark."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
@@ -17,6 +18,7 @@ from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION, SUSY_MODEL_NAME
 from mlassets.partitions import SUSY_CHUNKS
 from mlassets.resources import DatasetsResource, KafkaResource, LakeParquetIOManager, LakeResource, MongoResource
 from mlassets.models.store import ModelStoreError
+from mlassets_tests.conftest import live_session
 
 ASSETS = [susy_dataset, susy_train_topic, susy_model, susy_test_scaled, susy_evaluation, susy_evaluation_summary]
 ROWS_PER_CHUNK = 4000  # two whole copies of the 2,000 test rows: pooled metrics equal the held-out ones
@@ -31,8 +33,9 @@ def _resources(stack, data_dir, local_resources, lake_root) -> dict:
 
 
 @pytest.fixture(scope="module")
-def pipeline(stack, data_dir, local_resources, tmp_path_factory):
+def pipeline(stack, data_dir, local_resources, spark_resource, tmp_path_factory):
     """One range run over every chunk, like the main run's steps: returns (result, instance, resources, topic)."""
+    live_session(spark_resource)  # the process's session has S3A, for the S3 lake below
     topic = f"trainData-{tmp_path_factory.mktemp('x').name[-8:]}-{np.random.default_rng().integers(1e9)}"
     resources = _resources(stack, data_dir, local_resources, tmp_path_factory.mktemp("lake"))
     keys = SUSY_CHUNKS.get_partition_keys()
@@ -117,6 +120,35 @@ def test_scaled_chunks_replicate_only_test_rows_with_per_chunk_seeds(pipeline) -
     merged = first.merge(dataset, left_on="source_row_id", right_on="row_id", suffixes=("", "_src"))
     np.testing.assert_array_equal(merged["label"], merged["label_src"])
     np.testing.assert_array_equal(merged[list(FEATURES)].to_numpy(), merged[[f"{f}_src" for f in FEATURES]].to_numpy())
+
+
+def test_both_readers_score_an_s3_lake_as_the_local_run(pipeline, stack, unique) -> None:
+    """The chunks on the real S3 endpoint: the row-group tasks (pyarrow's S3 filesystem on the executors) and Spark's
+    own reader (s3a) give the counts and histograms the local run gave."""
+    result, instance, resources, _ = pipeline
+    lake = LakeResource(root=f"s3://susy-{unique}/lake", endpoint_url=stack.s3_endpoint, access_key_id="local",
+                        secret_access_key="local")
+    lake.write_parquet(resources["lake"].read_parquet("susy_dataset"), "susy_dataset")
+    lake.write_parquet(result.output_for_node("susy_model")[["model_id"]], "susy_model")
+    s3 = {**resources, "lake": lake, "io_manager": LakeParquetIOManager(lake=lake, spark=resources["spark"])}
+    keys = SUSY_CHUNKS.get_partition_keys()
+    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+    expected = pd.concat([resources["lake"].read_parquet("susy_evaluation", k) for k in keys], ignore_index=True)
+    for reader, tasks in (("arrow", 8), ("spark", None)):
+        ops = {"susy_test_scaled": {"config": {"rows_per_chunk": ROWS_PER_CHUNK, "row_group_rows": 3000}},
+               "susy_evaluation": {"config": {"arrow_batch_rows": 2500, "reader": reader}}}
+        run = materialize(ASSETS, selection=[susy_test_scaled, susy_evaluation], resources=s3, instance=instance,
+                          tags=tags, run_config={"ops": ops})
+        assert run.success and all(c.passed for c in run.get_asset_check_evaluations())
+        metadata = instance.get_latest_materialization_event(AssetKey("susy_evaluation")).asset_materialization.metadata
+        assert metadata["reader"].value == reader
+        if tasks is not None:  # one task per row group: 4,000 rows in groups of 3,000 are 2 per chunk
+            assert metadata["tasks"].value == tasks
+        scored = pd.concat([lake.read_parquet("susy_evaluation", k) for k in keys], ignore_index=True)
+        counts = ["chunk", "model_id", "rows", "tp", "fp", "tn", "fn"]
+        assert scored[counts].equals(expected[counts]), (reader, scored[counts], expected[counts])
+        for column in ("positive_hist", "negative_hist"):
+            np.testing.assert_array_equal(np.stack(scored[column].to_list()), np.stack(expected[column].to_list()))
 
 
 def test_a_retrain_is_a_new_version_and_tampered_weights_are_refused(pipeline) -> None:

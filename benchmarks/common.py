@@ -34,7 +34,19 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     return {"cpus": os.cpu_count(), "mem_gib": round(mem_kib / 2**20, 1), "cpu": cpu,
-            "python": platform.python_version(), "platform": platform.platform()}
+            "python": platform.python_version(), "platform": platform.platform(), **blas()}
+
+
+def blas() -> dict[str, Any]:
+    """numpy's BLAS and the kernel it runs: a machine may pin OpenBLAS to older kernels (OPENBLAS_CORETYPE), which
+    every NumPy figure of the run (forward passes, SVDs) then reflects."""
+    import numpy  # noqa: F401  (loads the BLAS that threadpoolctl reports)
+    from threadpoolctl import threadpool_info
+
+    libraries = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    first = libraries[0] if libraries else {}
+    return {"blas": f"{first.get('internal_api', 'none')} {first.get('architecture') or ''}".strip(),
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}
 
 
 def report(name: str, figure: float, ceiling: float, unit: str, **extra: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -40,9 +41,9 @@ def machine() -> dict[str, Any]:
 def blas() -> dict[str, Any]:
     """numpy's BLAS and the kernel it runs: a machine may pin OpenBLAS to older kernels (OPENBLAS_CORETYPE), which
     every NumPy figure of the run (forward passes, SVDs) then reflects."""
-    import numpy  # noqa: F401  (loads the BLAS that threadpoolctl reports)
     from threadpoolctl import threadpool_info
 
+    importlib.import_module("numpy")  # loads the BLAS that threadpoolctl reports
     libraries = [i for i in threadpool_info() if i["user_api"] == "blas"]
     first = libraries[0] if libraries else {}
     return {"blas": f"{first.get('internal_api', 'none')} {first.get('architecture') or ''}".strip(),

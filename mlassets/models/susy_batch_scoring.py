@@ -47,6 +47,7 @@ class ChunkTotals:
         self.engine = ""
 
     def add(self, chunk: str, labels: np.ndarray, scores: np.ndarray) -> None:
+        """Count one scored batch of a chunk."""
         counts = confusion(labels, scores, self.bins)
         self.totals[chunk] = self.totals[chunk] + counts if chunk in self.totals else counts
         self.batches[chunk] = self.batches.get(chunk, 0) + 1

@@ -1,5 +1,8 @@
 """Run every benchmark: `python -m benchmarks [--cluster] [name ...]`, one JSON line per result.
 
+Each benchmark runs in a process of its own on the shared benchmark stack when more than one is chosen; one that
+fails is named at the end and the others still run.
+
 With --cluster, the Spark benchmarks (string_count, humidity_forests) run twice, each in a driver process of its own:
 on local[*] and on the loopback standalone cluster, and a closing table puts the two figures side by side.
 """
@@ -23,14 +26,14 @@ SPARK_BENCHMARKS = {"string_count": "benchmarks.string_count", "humidity_forests
 LOCAL_MASTER = "local[*]"
 
 
-def stop_spark() -> None:
-    """Stop the Spark context a benchmark left in this process: the next one builds its own session, with its own
-    packages and its workers' Python (getOrCreate would hand it the old one's)."""
-    if "pyspark" in sys.modules:
-        from pyspark import SparkContext
+def run_alone(name: str) -> int:
+    """Run one benchmark in a process of its own (output passed through); its exit code.
 
-        if SparkContext._active_spark_context is not None:
-            SparkContext._active_spark_context.stop()
+    A Spark session's packages are fixed when its JVM starts, and a stopped session leaves that JVM behind: run in
+    one process, a benchmark after another Spark benchmark would get the first one's jars (the error table then
+    finds no Mongo connector).
+    """
+    return subprocess.run([sys.executable, "-m", "benchmarks", name], cwd=REPO, check=False).returncode
 
 
 def spark_lines(module: str, master: str) -> list[dict]:
@@ -73,17 +76,21 @@ def main(args: list[str]) -> int:
             if spark is not None:
                 spark.up()
             chosen = names or list(BENCHMARKS)
-            for name in chosen:
-                if spark is None or name not in SPARK_BENCHMARKS:
-                    BENCHMARKS[name](stack)
-                    stop_spark()
+            here = [n for n in chosen if spark is None or n not in SPARK_BENCHMARKS]
+            failed: list[str] = []
+            if len(here) == 1:
+                BENCHMARKS[here[0]](stack)
+            else:
+                failed = [name for name in here if run_alone(name) != 0]
             if spark is not None:
                 side_by_side([n for n in chosen if n in SPARK_BENCHMARKS],
                              {"local": LOCAL_MASTER, "cluster": spark.settings.master_url})
         finally:
             if spark is not None:
                 spark.down()
-    return 0
+    if failed:
+        print(f"benchmark(s) that failed: {', '.join(failed)} (their output is above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from mlassets.resources.mongo import MongoResource
 
 Classifier = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+PIPELINE_DEPTH = 2  # batches classified or written while the next is fetched and decoded
 
 
 @dataclass
@@ -55,10 +58,11 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
                     should_stop: Callable[[], bool] = lambda: False) -> DrainSummary:
     """Classify every message up to the end offsets seen at start (or until should_stop), committing after writes.
 
-    Batch k is classified and written on a worker thread while batch k+1 is fetched and decoded. A batch's offsets
-    are committed only once its documents are written (acknowledged) and its dead letters acknowledged; a message
-    that fails to decode in any way is a dead letter, never a failed batch. A drain that makes no progress for
-    stall_timeout_s before reaching the end raises DrainStalled.
+    Three stages overlap: batch k is written while batch k+1 is classified and batch k+2 fetched and decoded. A
+    batch's offsets are committed only once its documents are written (acknowledged) and its dead letters
+    acknowledged, in order; after a failed classification or write no later batch is written. A message that fails
+    to decode in any way is a dead letter, never a failed batch. A drain that makes no progress for stall_timeout_s
+    before reaching the end raises DrainStalled.
     """
     if not collection.write_concern.acknowledged:
         raise ValueError(f"{collection.full_name}: unacknowledged write concern (w=0); the drain commits offsets "
@@ -69,25 +73,24 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
     summary = DrainSummary()
     start = time.perf_counter()
     end_offsets: dict[TopicPartition, int] = {}
-    in_flight: _Batch | None = None
-    # TensorFlow and the socket wait release the GIL, so the worker overlaps the main thread's decoding.
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference-write")
+    in_flight: deque[_Batch] = deque()
+    # TensorFlow and the socket waits release the GIL, so the stages' threads overlap the main thread's decoding.
+    stages = _Stages(collection, classify, model_version)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         end_offsets = consumer.end_offsets([TopicPartition(topic, p) for p in partitions]) if stop_at_end else {}
         idle_since = time.monotonic()
         while True:
-            # With a batch in flight, wait only briefly: if nothing more is buffered, commit that batch now.
+            # With batches in flight, wait only briefly: if nothing more is buffered, commit them now.
             polled = consumer.poll(timeout_ms=50 if in_flight else 1000, max_records=batch_size)
             records = [r for part in polled.values() for r in part]
             batch = _decode(records, letters, summary) if records else None
-            if in_flight is not None:
-                _commit_written(in_flight, consumer, letters, summary)
-                in_flight = None
+            while in_flight and (batch is None or len(in_flight) >= PIPELINE_DEPTH):
+                _commit_written(in_flight.popleft(), consumer, letters, summary)
             if batch is not None:
                 idle_since = time.monotonic()
-                batch.stored = worker.submit(_store, batch.good, collection, classify, model_version)
-                in_flight = batch
+                batch.stored = stages.submit(batch.good)
+                in_flight.append(batch)
                 summary.batches += 1
             if stop_at_end and _reached(consumer, end_offsets):
                 break
@@ -99,10 +102,10 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
                     f"of group {group} may hold the partitions, or the broker is unreachable")
             if should_stop():
                 break
-        if in_flight is not None:
-            _commit_written(in_flight, consumer, letters, summary)
+        while in_flight:
+            _commit_written(in_flight.popleft(), consumer, letters, summary)
     finally:
-        worker.shutdown(wait=True)  # never leave a write half-done; an uncommitted batch is redelivered next time
+        stages.shutdown()  # never leave a write half-done; an uncommitted batch is redelivered next time
         letters.close()
         consumer.close()
     summary.seconds = time.perf_counter() - start
@@ -189,16 +192,50 @@ def _decode(records: list, letters: DeadLetters, summary: DrainSummary) -> _Batc
     return batch
 
 
-def _store(good: list[tuple[object, ImageMessage]], collection: Collection, classify: Classifier,
-           model_version: str) -> int:
-    """Classify the good messages of a batch and write their documents; returns how many were written."""
-    if not good:
-        return 0
-    predicted, confidence = classify(np.stack([m.image for _, m in good]))
-    now = dt.datetime.now(dt.timezone.utc)
-    _upsert(collection, [inference_document(r, m, int(p), float(c), model_version, now)
-                         for (r, m), p, c in zip(good, predicted, confidence)])
-    return len(good)
+class _Stages:
+    """The classify and write stages of the drain, one thread each, so that batch k is written while batch k+1 is
+    classified; each runs its batches in order, and none runs after a failure of either."""
+
+    def __init__(self, collection: Collection, classify: Classifier, model_version: str) -> None:
+        self.collection, self.classify, self.model_version = collection, classify, model_version
+        self.classifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference-classify")
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference-write")
+        self.failed = threading.Event()
+
+    def submit(self, good: list[tuple[object, ImageMessage]]) -> Future:
+        """Classify then write one batch's good messages; the future gives how many documents were written, or
+        raises the batch's own error (its classification's or its write's)."""
+        predicted = self.classifier.submit(self._guarded, self._classify, good)
+        return self.writer.submit(self._write, good, predicted)
+
+    def _guarded(self, stage: Callable[..., Any], *args: Any) -> Any:
+        if self.failed.is_set():
+            raise RuntimeError("not run: an earlier batch of this drain failed")
+        try:
+            return stage(*args)
+        except BaseException:
+            self.failed.set()
+            raise
+
+    def _classify(self, good: list[tuple[object, ImageMessage]]) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.classify(np.stack([m.image for _, m in good])) if good else None
+
+    def _write(self, good: list[tuple[object, ImageMessage]], predicted: Future) -> int:
+        classes = predicted.result()  # first: a failed classification raises its own error
+        return self._guarded(self._insert, good, classes)
+
+    def _insert(self, good: list[tuple[object, ImageMessage]], classes: tuple[np.ndarray, np.ndarray] | None) -> int:
+        if classes is None:
+            return 0
+        now = dt.datetime.now(dt.timezone.utc)
+        _upsert(self.collection, [inference_document(r, m, int(p), float(c), self.model_version, now)
+                                  for (r, m), p, c in zip(good, *classes)])
+        return len(good)
+
+    def shutdown(self) -> None:
+        """Wait for the batch being classified and the one being written; drop the ones not started."""
+        self.classifier.shutdown(wait=True, cancel_futures=True)
+        self.writer.shutdown(wait=True, cancel_futures=True)
 
 
 def inference_document(record, message: ImageMessage, predicted: int, confidence: float, model_version: str,

@@ -1,6 +1,8 @@
 """The inference drain against the real broker and FerretDB: upserts, DLQ records, commits, duplicates."""
 
 import json
+import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +16,8 @@ from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
 from mlassets.streaming.dead_letters import DeadLetterError
 from mlassets.streaming.image_producer import produce_images
-from mlassets.streaming.inference import drain_inference, duplicate_indexes
+from mlassets.streaming.image_messages import ImageMessage
+from mlassets.streaming.inference import _Stages, drain_inference, duplicate_indexes
 from mlassets_tests.iot_helpers import committed_offset, create_topic, dead_letters, set_topic_config
 from mlassets_tests.streaming_tests.test_image_messages import POISON_PILLS
 
@@ -172,3 +175,55 @@ def test_a_collection_without_acknowledged_writes_is_refused() -> None:
     with pytest.raises(ValueError, match="unacknowledged write concern"):
         drain_inference(KafkaResource(bootstrap_servers="127.0.0.1:1"), collection, brightness_classifier, "test:v1")
     client.close()
+
+
+class _Inserts:
+    """A collection stand-in for the stages' unit test: records each insert_many, runs a hook first."""
+
+    def __init__(self, hook) -> None:
+        self.attempts = 0
+        self.inserted: list[list[str]] = []
+        self.hook = hook
+
+    def insert_many(self, docs: list[dict], ordered: bool) -> None:
+        self.attempts += 1
+        self.hook(self.attempts - 1)
+        self.inserted.append([d["_id"] for d in docs])
+
+
+def _good(ids: range) -> list:
+    record = SimpleNamespace(partition=0, offset=0)
+    return [(record, ImageMessage(id=f"id-{i}", producer_id="p", seq=i, ground_truth="cat", sent_at=0.0,
+                                  image=np.full((32, 32, 3), i, np.uint8))) for i in ids]
+
+
+def test_the_next_batch_is_classified_while_one_is_written_and_nothing_is_written_after_a_failure() -> None:
+    classifying_second = threading.Event()
+    classified: list[int] = []
+
+    def classify(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        classified.append(int(images[0, 0, 0, 0]))
+        if len(classified) == 2:
+            classifying_second.set()
+        return brightness_classifier(images)
+
+    def hook(call: int) -> None:
+        if call == 0:  # the first write waits until the second batch is being classified: the stages overlap
+            assert classifying_second.wait(timeout=10), "batch 2 was not classified while batch 1 was written"
+        if call == 1:
+            raise OSError("the server went away mid-write")
+
+    collection = _Inserts(hook)
+    stages = _Stages(collection, classify, "test:v1")
+    try:
+        futures = [stages.submit(_good(range(10 * k, 10 * k + 10))) for k in range(4)]
+        assert futures[0].result(timeout=30) == 10
+        with pytest.raises(OSError, match="went away"):
+            futures[1].result(timeout=30)
+        for later in futures[2:]:
+            with pytest.raises(RuntimeError, match="not run: an earlier batch"):
+                later.result(timeout=30)
+    finally:
+        stages.shutdown()
+    assert collection.attempts == 2 and collection.inserted == [[f"id-{i}" for i in range(10)]]
+    assert classified[:2] == [0, 10]

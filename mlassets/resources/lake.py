@@ -85,15 +85,18 @@ class LakeResource(ConfigurableResource):
         uri = self.uri(*parts)
         return uri[len("s3://"):] if self.is_s3 else uri
 
+    def _dataset(self, *parts: str) -> pads.Dataset:
+        """The parquet directory at parts as a pyarrow dataset (names starting with "." or "_" are Spark's
+        bookkeeping and left out)."""
+        return pads.dataset(self._fs_path(*parts), filesystem=self.filesystem(), format="parquet",
+                            exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+
     def parquet_files(self, *parts: str) -> list[str]:
-        """The parquet files of a directory below the root, as paths of `filesystem()`, sorted (names starting with
-        "." or "_" are Spark's bookkeeping and left out); a FileNotFoundError names a missing directory."""
-        fs, path = self.filesystem(), self._fs_path(*parts)
-        if fs.get_file_info(path).type != pafs.FileType.Directory:
+        """The files of the parquet directory at parts, as paths of `filesystem()`, sorted; a FileNotFoundError
+        names a missing directory."""
+        if self.filesystem().get_file_info(self._fs_path(*parts)).type != pafs.FileType.Directory:
             raise FileNotFoundError(f"no parquet directory at {self.uri(*parts)}")
-        infos = fs.get_file_info(pafs.FileSelector(path))
-        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
-                      and not i.base_name.startswith((".", "_")))
+        return sorted(self._dataset(*parts).files)
 
     def s3_client(self) -> Any:
         """A boto3 S3 client for the lake's endpoint."""
@@ -155,7 +158,4 @@ class LakeResource(ConfigurableResource):
 
     def read_parquet(self, *parts: str, columns: list[str] | None = None) -> pd.DataFrame:
         """Read a parquet directory (written by pandas or Spark) into one frame."""
-        path = self._fs_path(*parts)
-        dataset = pads.dataset(path, filesystem=self.filesystem(), format="parquet",
-                               exclude_invalid_files=False, ignore_prefixes=[".", "_"])
-        return dataset.to_table(columns=columns).to_pandas()
+        return self._dataset(*parts).to_table(columns=columns).to_pandas()

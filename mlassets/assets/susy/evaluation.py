@@ -26,12 +26,12 @@ from pyspark.sql import DataFrame as SparkDF
 from pyspark.sql import SparkSession
 
 from mlassets.assets.susy.model import MIN_LIFT
+from mlassets.assets.susy.scaled import ASSET_NAME as CHUNKS_ASSET
 from mlassets.automation import (FOLLOWS_INPUTS, RESCORE_ON_NEW_MODEL, SPARK_POOL, TRANSIENT_RETRY,
                                  refused_model_fails_at_once)
 from mlassets.datasets.susy import FEATURES
 from mlassets.metadata import column_schema, markdown_table
 from mlassets.names import SUSY_DATABASE, SUSY_MODEL_COLLECTION
-from mlassets.assets.susy.scaled import ASSET_NAME as CHUNKS_ASSET
 from mlassets.models.susy_batch_scoring import SCORE_COLUMNS, SCORE_SCHEMA, row_groups, score_frames, score_row_groups
 from mlassets.models.susy_metrics import histogram_auc
 from mlassets.partitions import SUSY_CHUNKS

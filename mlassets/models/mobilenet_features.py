@@ -6,7 +6,7 @@ import io
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -186,23 +186,36 @@ def decode_image(data: bytes) -> np.ndarray:
         raise ImageDecodeError(f"{type(exc).__name__}: {exc}") from exc
 
 
+def decoded_batches(contents: Sequence[bytes | None], batch_size: int) -> Iterator[tuple[list[int], np.ndarray]]:
+    """The decodable images in order, `batch_size` at a time: their positions in `contents` and the preprocessed
+    batch (only the last one short, so Keras traces one batch shape, not one per undecodable image)."""
+    from keras.applications.mobilenet_v2 import preprocess_input
+
+    positions: list[int] = []
+    arrays: list[np.ndarray] = []
+    for position, data in enumerate(contents):
+        if data is None:
+            continue
+        try:
+            arrays.append(decode_image(bytes(data)))
+        except ImageDecodeError:
+            continue
+        positions.append(position)
+        if len(arrays) == batch_size:
+            yield positions, preprocess_input(np.stack(arrays))
+            positions, arrays = [], []
+    if arrays:
+        yield positions, preprocess_input(np.stack(arrays))
+
+
 def extract_features(model: "keras.Model", contents: Sequence[bytes | None],
                      batch_size: int = 32) -> list[np.ndarray | None]:
     """Feature vectors (float32[1280]) for each image's bytes, None where the bytes do not decode."""
-    from keras.applications.mobilenet_v2 import preprocess_input
-
-    decoded: list[np.ndarray | None] = []
-    for data in contents:
-        try:
-            decoded.append(decode_image(bytes(data)) if data is not None else None)
-        except ImageDecodeError:
-            decoded.append(None)
-    good = [i for i, image in enumerate(decoded) if image is not None]
-    out: list[np.ndarray | None] = [None] * len(decoded)
-    for start in range(0, len(good), batch_size):
-        chunk = good[start:start + batch_size]
-        batch = preprocess_input(np.stack([decoded[i] for i in chunk]))
-        features = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-        for i, row in zip(chunk, features):
-            out[i] = row
+    out: list[np.ndarray | None] = [None] * len(contents)
+    # Decoded a batch at a time: an Arrow batch of 10,000 images would be 6 GB of float32 arrays at once. (Decoding
+    # the next batch on a thread while the model runs gained nothing: 0.7 ms an image beside 5.5 ms of predict on
+    # the same cores.)
+    for positions, batch in decoded_batches(contents, batch_size):
+        for position, row in zip(positions, np.asarray(model.predict_on_batch(batch), dtype=np.float32)):
+            out[position] = row
     return out

@@ -49,11 +49,25 @@ class FruitFeaturesConfig(Config):
         "`pretrained_weights` warning check."))
     seed: int = Field(default=0, description="Seed of the random initialisation (weights `none` or `auto` without cache).")
     batch_size: int = Field(default=32, ge=1, description="Images per MobileNetV2 call inside the UDF.")
+    partitions: int = Field(default=0, ge=0, description=(
+        "Spark tasks computing features. 0 chooses: in local mode one, whose TensorFlow runs a batch on every core (a "
+        "second worker would import TensorFlow and hold the model again, 1.3 GB, to share the same cores); on a "
+        "cluster the default parallelism (a task per executor core) or more, with at most images_per_partition "
+        "images each."))
     images_per_partition: int = Field(default=1000, ge=1, description=(
-        "Spark partitions are at least the default parallelism and hold at most about this many images."))
+        "On a cluster, with partitions 0: the most images a task computes."))
     threads_per_worker: int = Field(default=0, ge=0, description=(
         "TensorFlow intra-op threads of each Python worker; 0 keeps TensorFlow's default (every core). Spark runs a "
         "task per core, so on executors with many cores 1 keeps the workers from oversubscribing them."))
+
+
+def feature_partitions(config: FruitFeaturesConfig, master: str, parallelism: int, images: int) -> int:
+    """How many Spark tasks compute the features of `images` images (see FruitFeaturesConfig.partitions)."""
+    if config.partitions:
+        return config.partitions
+    if master.startswith("local"):
+        return 1
+    return max(parallelism, math.ceil(images / config.images_per_partition))
 
 
 def warm_workers(session: "object", partitions: int, threads: int) -> float:
@@ -121,7 +135,7 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
     session = spark.session_for(TENSORFLOW)  # on a cluster the executors need Keras
     sc = session.sparkContext
     expected = len(lake.read_parquet(IMAGES_ASSET, MANIFEST_DIR, columns=["path"]))
-    partitions = max(sc.defaultParallelism, math.ceil(expected / config.images_per_partition))
+    partitions = feature_partitions(config, sc.master, sc.defaultParallelism, expected)
     weights = feature_weights(choice)
     # The Python workers import TensorFlow (3.5 CPU seconds each) before the UDF's tasks reach them.
     try:

@@ -112,6 +112,40 @@ def test_undecodable_bytes_raise_and_become_null_features(seeded: tuple) -> None
         assert (a is None and b is None) or (a.shape == (mf.FEATURE_SIZE,) and np.allclose(a, b, atol=1e-4))
 
 
+def test_batches_are_full_whatever_fails_to_decode_and_the_model_sees_each_once() -> None:
+    jpeg = encode(generated_fruit(1), "JPEG")
+    contents = [jpeg, b"text", jpeg, None, jpeg, jpeg[:200], jpeg, jpeg]
+    batches = list(mf.decoded_batches(contents, 2))
+    assert [positions for positions, _ in batches] == [[0, 2], [4, 6], [7]]
+    assert [batch.shape for _, batch in batches] == [(2, 224, 224, 3), (2, 224, 224, 3), (1, 224, 224, 3)]
+
+    class Recording:
+        """A stand-in model that records the batches it is given and returns their first pixel as the feature."""
+
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+            self.sizes.append(len(batch))
+            return batch.reshape(len(batch), -1)[:, :mf.FEATURE_SIZE]
+
+    model = Recording()
+    features = mf.extract_features(model, contents, batch_size=2)
+    assert model.sizes == [2, 2, 1] and [f is None for f in features] == [False, True, False, True, False, True,
+                                                                          False, False]
+    expected = batches[0][1].reshape(2, -1)[0, :mf.FEATURE_SIZE]
+    assert all(np.array_equal(features[i], expected) for i in (0, 2, 4, 6, 7))
+
+
+def test_a_failing_model_call_is_raised_not_swallowed() -> None:
+    class Broken:
+        def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+            raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        mf.extract_features(Broken(), [encode(generated_fruit(1), "JPEG")] * 3, batch_size=2)
+
+
 def test_model_is_built_once_per_process_and_weights_are_checked(seeded: tuple) -> None:
     _, sha = seeded
     shipped = mf.FeatureWeights(None, 0)
@@ -129,3 +163,13 @@ def test_model_is_built_once_per_process_and_weights_are_checked(seeded: tuple) 
         mf.cached_model("0" * 64, fetch)
     with pytest.raises(ValueError, match="sha256"):  # .h5 bytes that are not the ones named
         mf.cached_model(sha256_hex(b"the real file"), lambda: mf.FeatureWeights(b"a changed file", 0))
+
+
+@pytest.mark.parametrize("master, parallelism, partitions, expected", [
+    ("local[*]", 2, 0, 1), ("local[2]", 2, 4, 4), ("spark://head:7077", 8, 0, 8), ("spark://head:7077", 2, 0, 3),
+    ("yarn", 4, 1, 1)])
+def test_feature_partitions(master: str, parallelism: int, partitions: int, expected: int) -> None:
+    from mlassets.assets.fruits.features import FruitFeaturesConfig, feature_partitions
+
+    config = FruitFeaturesConfig(partitions=partitions, images_per_partition=1000)
+    assert feature_partitions(config, master, parallelism, 2500) == expected

@@ -38,6 +38,29 @@ def resource_produce(kafka: KafkaResource, topic: str) -> float:
     return MESSAGES / elapsed
 
 
+def librdkafka_produce(kafka: KafkaResource, topic: str) -> float:
+    """The same sends through the librdkafka producer the image and SUSY producers use (delivery reports served)."""
+    from mlassets.streaming.librdkafka import connected_producer, produce
+
+    payload = os.urandom(SIZE)
+    producer = connected_producer(kafka.producer_config(), topic)
+    failed: list[str] = []
+
+    def delivered(error, _message) -> None:
+        if error is not None:
+            failed.append(error.str())
+
+    start = time.perf_counter()
+    for i in range(MESSAGES):
+        produce(producer, topic, payload, str(i % 64).encode(), delivered)
+        producer.poll(0)
+    unsent = producer.flush()
+    elapsed = time.perf_counter() - start
+    if failed or unsent:
+        raise RuntimeError(f"{len(failed) + unsent} librdkafka sends failed; first: {failed[:1]}")
+    return MESSAGES / elapsed
+
+
 def resource_consume(kafka: KafkaResource, topic: str) -> float:
     consumer = kafka.consumer(f"bench-{uuid.uuid4().hex[:8]}", topic, max_poll_records=5000,
                               fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)
@@ -83,10 +106,14 @@ def run(stack: LocalStack) -> None:
     suffix = uuid.uuid4().hex[:8]
     py_topic, java_topic = _topic(kafka, f"bench-py-{suffix}"), _topic(kafka, f"bench-java-{suffix}")
     produce = resource_produce(kafka, py_topic)
+    produce_librdkafka = librdkafka_produce(kafka, _topic(kafka, f"bench-rd-{suffix}"))
     produce_ceiling = java_produce(stack, java_topic)
     consume = resource_consume(kafka, py_topic)
     consume_ceiling = java_consume(stack, java_topic)
     common = {"messages": MESSAGES, "message_bytes": SIZE, "partitions": 4, "producer": " ".join(PRODUCER_PROPS),
               "ceiling_tool": "org.apache.kafka.tools.ProducerPerformance / ConsumerPerformance 4.1.2"}
-    report("kafka_produce_1KiB", produce, produce_ceiling, "messages/s", **common)
-    report("kafka_consume_1KiB", consume, consume_ceiling, "messages/s", **common)
+    report("kafka_produce_1KiB", produce, produce_ceiling, "messages/s", client="kafka-python", **common)
+    report("kafka_produce_1KiB_librdkafka", produce_librdkafka, produce_ceiling, "messages/s",
+           client="confluent-kafka (the image and SUSY producers)", **common)
+    report("kafka_consume_1KiB", consume, consume_ceiling, "messages/s", client="kafka-python (every consumer)",
+           **common)

@@ -65,7 +65,7 @@ def _stream_produce(args: argparse.Namespace) -> int:
     images = read_cifar10(resources["datasets"].path("cifar10"))
     summary = produce_images(resources["kafka"], images, args.producers, args.images, args.rate, args.topic)
     print(f"run {summary.run_id}: {summary.messages} images in {summary.seconds:.1f}s "
-          f"({summary.messages / max(summary.seconds, 1e-9):.0f} images/s) to {args.topic}")
+          f"({summary.messages / max(summary.seconds, 1e-9):.0f} images/s, {summary.client}) to {args.topic}")
     return 0
 
 

@@ -24,16 +24,7 @@ import numpy as np
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
-# kafka-python keyword -> librdkafka property, for every key KafkaResource.producer_config() can give
-LIBRDKAFKA_KEYS = {
-    "security_protocol": "security.protocol", "client_id": "client.id", "sasl_mechanism": "sasl.mechanism",
-    "sasl_plain_username": "sasl.username", "sasl_plain_password": "sasl.password", "ssl_cafile": "ssl.ca.location",
-    "enable_idempotence": "enable.idempotence", "acks": "acks", "linger_ms": "linger.ms", "batch_size": "batch.size",
-    "compression_type": "compression.type", "max_in_flight_requests_per_connection":
-    "max.in.flight.requests.per.connection", "retries": "retries", "request_timeout_ms": "request.timeout.ms",
-}
-LIBRDKAFKA_SASL = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
-DEFAULT_BOOTSTRAP_TIMEOUT_MS = 30_000
+from mlassets.streaming.librdkafka import connected_producer, librdkafka_config, produce
 
 
 def encode_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, bytes]]:
@@ -45,21 +36,6 @@ def encode_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, b
     return list(zip(keys, values))
 
 
-def librdkafka_config(config: dict[str, Any]) -> dict[str, Any] | None:
-    """The librdkafka properties of kafka-python producer keywords; None when one of them has no equivalent."""
-    if config.get("sasl_mechanism") and config["sasl_mechanism"] not in LIBRDKAFKA_SASL:
-        return None
-    properties: dict[str, Any] = {"bootstrap.servers": ",".join(config["bootstrap_servers"])}
-    for key, value in config.items():
-        if key in ("bootstrap_servers", "bootstrap_timeout_ms") or value is None:
-            continue
-        if key not in LIBRDKAFKA_KEYS:
-            return None
-        properties[LIBRDKAFKA_KEYS[key]] = value
-    properties.setdefault("compression.type", "none")
-    return properties
-
-
 def client_for(config: dict[str, Any]) -> str:
     """The client produce_rows sends through with these producer keywords: "confluent-kafka" or "kafka-python"."""
     return "kafka-python" if librdkafka_config(config) is None else "confluent-kafka"
@@ -68,22 +44,13 @@ def client_for(config: dict[str, Any]) -> str:
 def produce_rows(config: dict[str, Any], topic: str, labels: np.ndarray, features: np.ndarray, targets: np.ndarray,
                  batch_rows: int) -> tuple[dict[int, tuple[int, int]], str]:
     """Send row j to partition targets[j] with the client config allows; (ranges as send_rows gives them, client)."""
-    properties = librdkafka_config(config)
-    if properties is None:
-        producer = KafkaProducer(**config)
+    producer = connected_producer(config, topic)
+    if producer is None:
+        python_producer = KafkaProducer(**{k: v for k, v in config.items() if k != "bootstrap_timeout_ms"})
         try:
-            return send_rows(producer, topic, labels, features, targets, batch_rows), client_for(config)
+            return send_rows(python_producer, topic, labels, features, targets, batch_rows), client_for(config)
         finally:
-            producer.close()
-    from confluent_kafka import KafkaException, Producer
-
-    producer = Producer(properties)
-    seconds = config.get("bootstrap_timeout_ms", DEFAULT_BOOTSTRAP_TIMEOUT_MS) / 1000
-    try:
-        producer.list_topics(topic, timeout=seconds)  # fail now, not after message.timeout.ms of retries
-    except KafkaException as exc:
-        raise ConnectionError(f"cannot reach the Kafka brokers {properties['bootstrap.servers']} within "
-                              f"{seconds:g} s: {exc.args[0].str()}") from None
+            python_producer.close()
     return send_rows_librdkafka(producer, topic, labels, features, targets, batch_rows), client_for(config)
 
 
@@ -99,17 +66,11 @@ def send_rows_librdkafka(producer: Any, topic: str, labels: np.ndarray, features
             return
         _widen(ranges, message.partition(), message.offset())
 
-    produce, poll = producer.produce, producer.poll
     for first in range(0, len(labels), batch_rows):
         rows = encode_rows(labels[first:first + batch_rows], features[first:first + batch_rows])
         for (key, value), partition in zip(rows, targets[first:first + batch_rows].tolist()):
-            while True:
-                try:
-                    produce(topic, value, key, partition, on_delivery=delivered)
-                    break
-                except BufferError:  # the local queue is full: serve delivery reports until it has room
-                    poll(0.05)
-        poll(0)
+            produce(producer, topic, value, key, delivered, partition)
+        producer.poll(0)
     unsent = producer.flush()
     if errors or unsent:
         raise RuntimeError(f"{len(errors) + unsent} of {len(labels)} sends to {topic} failed; first: "

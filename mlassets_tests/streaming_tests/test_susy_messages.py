@@ -18,6 +18,7 @@ from mlassets.datasets.susy import FEATURES, find_susy, read_susy
 from mlassets.names import dlq_topic
 from mlassets.resources import KafkaResource
 from mlassets.streaming.dead_letters import BadMessage, DeadLetterError
+from mlassets.streaming.librdkafka import librdkafka_config
 from mlassets.streaming.susy_messages import (
     ProducerProcessError,
     RangeUnavailable,
@@ -27,7 +28,7 @@ from mlassets.streaming.susy_messages import (
     produce_train_rows,
     read_train_rows,
 )
-from mlassets.streaming.train_producer import librdkafka_config, produce_rows
+from mlassets.streaming.train_producer import produce_rows
 from mlassets_tests.iot_helpers import committed_offset, create_topic, set_topic_config
 
 

@@ -45,6 +45,6 @@ def sample_image_messages(context: AssetExecutionContext, config: SampleImageMes
     context.log.info(f"run {summary.run_id}: {summary.messages} images in {summary.seconds:.1f}s to {config.topic}")
     return Output(frame, metadata={
         **table_metadata(frame), "producer_run_id": summary.run_id, "messages": summary.messages,
-        "images_per_second": round(summary.messages / max(summary.seconds, 1e-9), 1),
+        "images_per_second": round(summary.messages / max(summary.seconds, 1e-9), 1), "kafka_client": summary.client,
         "producers": MetadataValue.md(markdown_table(frame)),
     })

@@ -38,11 +38,14 @@ def _model():
 
 
 def _produce_in_child(bootstrap: str, topic: str, started: "multiprocessing.Queue") -> None:
-    """The producers as their own process, as IoT devices are: report the wall time of the first send, then send."""
+    """The producers as their own process, as IoT devices are: report the wall time of the first send, send, then
+    report the CPU seconds the sending took and the Kafka client."""
     kafka = KafkaResource(bootstrap_servers=bootstrap)
     images = read_cifar10(DATA / "cifar10")
     started.put(time.time())
-    produce_images(kafka, images, PRODUCERS, IMAGES, topic=topic, progress=False)
+    cpu = time.process_time()
+    sent = produce_images(kafka, images, PRODUCERS, IMAGES, topic=topic, progress=False)
+    started.put((time.process_time() - cpu, sent.client))
 
 
 def _bare_images_per_s(classify, sample: np.ndarray) -> tuple[float, float]:
@@ -99,6 +102,7 @@ def pipeline(stack: LocalStack) -> None:
     concurrent = drain_inference(kafka, database["e2e"], classify, "bench:v1", topic=topic, group=f"g-{topic}",
                                  batch_size=BATCH, stop_at_end=False, should_stop=lambda: classified[0] >= total)
     end_to_end_s = time.time() - first_send
+    producer_cpu_s, client = started.get(timeout=120)
     producers.join(timeout=120)
     assert producers.exitcode == 0, f"the producer process exited with {producers.exitcode}"
     assert concurrent.stored == total and database["e2e"].count_documents({}) == total
@@ -114,10 +118,12 @@ def pipeline(stack: LocalStack) -> None:
     bare, bare_cpu_ms = (bare_before + bare_after) / 2, (bare_cpu_before_ms + bare_cpu_after_ms) / 2
     report("iot_end_to_end", total / end_to_end_s, bare, "images/s", producers=PRODUCERS, images=total,
            seconds=round(end_to_end_s, 1), batch=BATCH, bare_before=round(bare_before, 1),
-           bare_after=round(bare_after, 1))
+           bare_after=round(bare_after, 1), producer_client=client,
+           producer_cpu_ms_per_image=round(1000 * producer_cpu_s / total, 3))
     report("iot_drain_only", total / drained.seconds, bare, "images/s", images=total, batch=BATCH,
            drain_s=round(drained.seconds, 1), produce_s=round(produced.seconds, 1),
-           produce_images_per_s=round(total / produced.seconds, 1), cpu_ms_per_image=drain_cpu,
+           produce_images_per_s=round(total / produced.seconds, 1), producer_client=produced.client,
+           cpu_ms_per_image=drain_cpu,
            bare_cnn_cpu_ms_per_image=round(bare_cpu_ms, 3),
            cpu_bound_ratio=round(bare_cpu_ms / sum(drain_cpu.values()), 3),
            cpu_bound_ratio_is="the bare CNN's CPU per image over the drain's, broker's and FerretDB's together: "
@@ -190,7 +196,7 @@ def run(stack: LocalStack) -> None:
 
 
 if __name__ == "__main__":
-    # `python -m benchmarks.iot_pipeline [BACKEND=MONGO_URI]`: the error-table benchmark alone, against the
+    # `python -m benchmarks.iot_pipeline [pipeline | BACKEND=MONGO_URI]`: the error-table benchmark alone, against the
     # benchmark stack's FerretDB or against the Mongo-wire server named (e.g. FerretDB on another backend). One
     # server per process: a second URI in the same Spark session still read the first server's collection.
     import sys
@@ -198,7 +204,10 @@ if __name__ == "__main__":
 
     from benchmarks.common import running_bench_stack
 
-    if len(sys.argv) > 1:
+    if sys.argv[1:] == ["pipeline"]:  # `python -m benchmarks.iot_pipeline pipeline`: the drain figures alone
+        with running_bench_stack() as bench:
+            pipeline(bench)
+    elif len(sys.argv) > 1:
         name, uri = sys.argv[1].split("=", 1)
         error_table(SimpleNamespace(settings=SimpleNamespace(mongo_uri=uri)), name)  # type: ignore[arg-type]
     else:

@@ -42,21 +42,19 @@ def produce_images(kafka: KafkaResource, images: CifarImages, producers: int, im
     total = producers * images_per_producer
     start = time.perf_counter()
     label_names = images.label_names  # a property that builds the whole array: once, not per message
-    try:
-        for n in range(total):
-            seq, p = divmod(n, producers)
-            producer_id = f"producer-{p + 1}"
-            index = (seq * producers + p) % len(images)
-            send(*encode_image_message(f"{run_id}-{producer_id}-{seq}", producer_id, seq, label_names[index],
-                                       images.images[index], time.time()))
-            if rate > 0:
-                delay = start + (seq + 1) / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            if progress and (n + 1) % max(total // 50, 1) == 0:
-                print(f"\rproduced {n + 1}/{total} ({(n + 1) / total:.0%})", end="", file=sys.stderr, flush=True)
-    finally:
-        errors = finish()
+    for n in range(total):
+        seq, p = divmod(n, producers)
+        producer_id = f"producer-{p + 1}"
+        index = (seq * producers + p) % len(images)
+        send(*encode_image_message(f"{run_id}-{producer_id}-{seq}", producer_id, seq, label_names[index],
+                                   images.images[index], time.time()))
+        if rate > 0:
+            delay = start + (seq + 1) / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        if progress and (n + 1) % max(total // 50, 1) == 0:
+            print(f"\rproduced {n + 1}/{total} ({(n + 1) / total:.0%})", end="", file=sys.stderr, flush=True)
+    errors = finish()  # an exception above leaves without waiting for deliveries, as Ctrl-C should
     if progress:
         print(file=sys.stderr)
     if errors:

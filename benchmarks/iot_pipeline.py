@@ -15,8 +15,9 @@ from mlassets.datasets.cifar10 import LABELS, read_cifar10
 from mlassets.names import INFERENCE_COLLECTION, dlq_topic
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import LocalStack
-from mlassets.streaming.image_producer import produce_images
-from mlassets.streaming.inference import drain_inference, model_classifier
+from mlassets.streaming.drain_consumer import KAFKA_PYTHON, LIBRDKAFKA
+from mlassets.streaming.image_producer import ProduceSummary, produce_images
+from mlassets.streaming.inference import DrainSummary, drain_inference, model_classifier
 from benchmarks.common import cpu_seconds, report
 from mlassets.paths import sample_data_dir
 
@@ -107,28 +108,40 @@ def pipeline(stack: LocalStack) -> None:
     assert producers.exitcode == 0, f"the producer process exited with {producers.exitcode}"
     assert concurrent.stored == total and database["e2e"].count_documents({}) == total
 
-    topic = _new_topic(kafka)
-    produced = produce_images(kafka, images, PRODUCERS, IMAGES, topic=topic, progress=False)
-    cpu_before = _cpu_by_process(stack)
-    drained = drain_inference(kafka, database["drain"], model_classify, "bench:v1", topic=topic, group=f"g-{topic}",
-                              batch_size=BATCH)
-    drain_cpu = {k: round(1000 * (v - cpu_before[k]) / total, 3) for k, v in _cpu_by_process(stack).items()}
-    assert drained.stored == total and database["drain"].count_documents({}) == total
+    # the drain alone: librdkafka's consumer (the default), then kafka-python's on a topic filled the same way
+    drains = {client: _drain_only(stack, kafka, images, model_classify, database[client], client)
+              for client in (LIBRDKAFKA, KAFKA_PYTHON)}
     bare_after, bare_cpu_after_ms = _bare_images_per_s(model_classify, sample)
     bare, bare_cpu_ms = (bare_before + bare_after) / 2, (bare_cpu_before_ms + bare_cpu_after_ms) / 2
     report("iot_end_to_end", total / end_to_end_s, bare, "images/s", producers=PRODUCERS, images=total,
            seconds=round(end_to_end_s, 1), batch=BATCH, bare_before=round(bare_before, 1),
-           bare_after=round(bare_after, 1), producer_client=client,
+           bare_after=round(bare_after, 1), producer_client=client, consumer_client=concurrent.client,
            producer_cpu_ms_per_image=round(1000 * producer_cpu_s / total, 3))
-    report("iot_drain_only", total / drained.seconds, bare, "images/s", images=total, batch=BATCH,
-           drain_s=round(drained.seconds, 1), produce_s=round(produced.seconds, 1),
-           produce_images_per_s=round(total / produced.seconds, 1), producer_client=produced.client,
-           cpu_ms_per_image=drain_cpu,
-           bare_cnn_cpu_ms_per_image=round(bare_cpu_ms, 3),
-           cpu_bound_ratio=round(bare_cpu_ms / sum(drain_cpu.values()), 3),
-           cpu_bound_ratio_is="the bare CNN's CPU per image over the drain's, broker's and FerretDB's together: "
-                              "the best ratio the drain can reach while all of them share the same cores")
+    for client, (drained, produced, drain_cpu) in drains.items():
+        report("iot_drain_only" if client == LIBRDKAFKA else "iot_drain_only_kafka_python", total / drained.seconds,
+               bare, "images/s", images=total, batch=BATCH, consumer_client=drained.client,
+               drain_s=round(drained.seconds, 1), produce_s=round(produced.seconds, 1),
+               produce_images_per_s=round(total / produced.seconds, 1), producer_client=produced.client,
+               cpu_ms_per_image=drain_cpu,
+               bare_cnn_cpu_ms_per_image=round(bare_cpu_ms, 3),
+               cpu_bound_ratio=round(bare_cpu_ms / sum(drain_cpu.values()), 3),
+               cpu_bound_ratio_is="the bare CNN's CPU per image over the drain's, broker's and FerretDB's together: "
+                                  "the best ratio the drain can reach while all of them share the same cores")
     mongo.drop_database(database.name)
+
+
+def _drain_only(stack: LocalStack, kafka: KafkaResource, images, classify, collection,
+                client: str) -> tuple[DrainSummary, ProduceSummary, dict[str, float]]:
+    """Fill a new topic, then drain it through `client`: the drain, the produce and the CPU ms per image by process."""
+    total = PRODUCERS * IMAGES
+    topic = _new_topic(kafka)
+    produced = produce_images(kafka, images, PRODUCERS, IMAGES, topic=topic, progress=False)
+    cpu_before = _cpu_by_process(stack)
+    drained = drain_inference(kafka, collection, classify, "bench:v1", topic=topic, group=f"g-{topic}",
+                              batch_size=BATCH, client=client)
+    drain_cpu = {k: round(1000 * (v - cpu_before[k]) / total, 3) for k, v in _cpu_by_process(stack).items()}
+    assert drained.stored == total and collection.count_documents({}) == total
+    return drained, produced, drain_cpu
 
 
 def error_table(stack: LocalStack, backend: str = "sqlite") -> None:

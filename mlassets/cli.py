@@ -103,7 +103,7 @@ def _stream_infer(args: argparse.Namespace) -> int:
         print(f"mlassets: {exc}", file=sys.stderr)
         return 1
     print(f"{summary.stored} stored, {summary.dead_letters} dead letters {summary.reasons or ''} "
-          f"in {summary.seconds:.1f}s", flush=True)
+          f"in {summary.seconds:.1f}s ({summary.client})", flush=True)
     return 0
 
 

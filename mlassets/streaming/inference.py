@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from kafka import TopicPartition
 from kafka.producer.future import FutureRecordMetadata
-from kafka.structs import OffsetAndMetadata
 from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
@@ -26,6 +24,7 @@ from mlassets.datasets.cifar10 import LABELS
 from mlassets.names import CIFAR_MODEL_COLLECTION, IMAGE_DATABASE, IMAGE_TOPIC, INFERENCE_COLLECTION, INFERENCE_GROUP
 from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.dead_letters import DeadLetters
+from mlassets.streaming.drain_consumer import DrainConsumer, drain_consumer
 from mlassets.streaming.image_messages import ImageMessage, decode_image_message
 
 if TYPE_CHECKING:
@@ -35,21 +34,18 @@ if TYPE_CHECKING:
 
 Classifier = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 PIPELINE_DEPTH = 2  # batches classified or written while the next is fetched and decoded
-# About 2,400 messages of 3.4 KiB per partition and fetch, several batches of 256. At the client's default of 1 MiB
-# (about 300 messages), every fetch ended in a short batch and a wait for the next fetch: 14-16 s instead of 11 s
-# for a drain of 40,000 images, the CNN idle in between.
-FETCH_BYTES_PER_PARTITION = 8 * 2**20
 
 
 @dataclass
 class DrainSummary:
-    """Counts of one drain: stored documents, dead letters by reason, batches and seconds."""
+    """Counts of one drain: stored documents, dead letters by reason, batches, seconds and the Kafka client."""
 
     stored: int = 0
     dead_letters: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     seconds: float = 0.0
+    client: str = ""
 
 
 class DrainStalled(RuntimeError):
@@ -59,36 +55,31 @@ class DrainStalled(RuntimeError):
 def drain_inference(kafka: KafkaResource, collection: Collection, classify: Classifier, model_version: str,
                     topic: str = IMAGE_TOPIC, group: str = INFERENCE_GROUP, batch_size: int = 256,
                     stop_at_end: bool = True, stall_timeout_s: float = 90.0,
-                    should_stop: Callable[[], bool] = lambda: False) -> DrainSummary:
+                    should_stop: Callable[[], bool] = lambda: False, client: str | None = None) -> DrainSummary:
     """Classify every message up to the end offsets seen at start (or until should_stop), committing after writes.
 
     Three stages overlap: batch k is written while batch k+1 is classified and batch k+2 fetched and decoded. A
     batch's offsets are committed only once its documents are written (acknowledged) and its dead letters
     acknowledged, in order; after a failed classification or write no later batch is written. A message that fails
     to decode in any way is a dead letter, never a failed batch. A drain that makes no progress for stall_timeout_s
-    before reaching the end raises DrainStalled.
+    before reaching the end raises DrainStalled. client: the Kafka client that consumes (drain_consumer's choice).
     """
     if not collection.write_concern.acknowledged:
         raise ValueError(f"{collection.full_name}: unacknowledged write concern (w=0); the drain commits offsets "
                          "only after acknowledged writes")
-    # A short session lets a rerun take over the partitions of a killed member within seconds.
-    consumer = kafka.consumer(group, topic, max_poll_records=batch_size, session_timeout_ms=10_000,
-                              max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION)
+    consumer = drain_consumer(kafka, group, topic, batch_size, client)
     letters = DeadLetters(kafka.producer())
-    summary = DrainSummary()
+    summary = DrainSummary(client=consumer.client)
     start = time.perf_counter()
-    end_offsets: dict[TopicPartition, int] = {}
     in_flight: deque[_Batch] = deque()
     # TensorFlow and the socket waits release the GIL, so the stages' threads overlap the main thread's decoding.
     stages = _Stages(collection, classify, model_version)
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        end_offsets = consumer.end_offsets([TopicPartition(topic, p) for p in partitions]) if stop_at_end else {}
+        end_offsets = consumer.end_offsets() if stop_at_end else {}
         idle_since = time.monotonic()
         while True:
             # With batches in flight, wait only briefly: if nothing more is buffered, commit them now.
-            polled = consumer.poll(timeout_ms=50 if in_flight else 1000, max_records=batch_size)
-            records = [r for part in polled.values() for r in part]
+            records = consumer.poll(batch_size, 0.05 if in_flight else 1.0)
             batch = _decode(records, letters, summary) if records else None
             while in_flight and (batch is None or len(in_flight) >= PIPELINE_DEPTH):
                 _commit_written(in_flight.popleft(), consumer, letters, summary)
@@ -100,11 +91,10 @@ def drain_inference(kafka: KafkaResource, collection: Collection, classify: Clas
             if stop_at_end and _reached(consumer, end_offsets):
                 break
             if stop_at_end and time.monotonic() - idle_since > stall_timeout_s:
-                positions = {tp.partition: consumer.position(tp) for tp in consumer.assignment()}
                 raise DrainStalled(
-                    f"{topic}: no progress for {stall_timeout_s:.0f}s before the end offsets "
-                    f"{ {tp.partition: n for tp, n in end_offsets.items()} } (positions {positions}); another member "
-                    f"of group {group} may hold the partitions, or the broker is unreachable")
+                    f"{topic}: no progress for {stall_timeout_s:.0f}s before the end offsets {end_offsets} (positions "
+                    f"{consumer.positions()}); another member of group {group} may hold the partitions, or the broker "
+                    "is unreachable")
             if should_stop():
                 break
         while in_flight:
@@ -140,12 +130,12 @@ def model_classifier(model: "keras.Model") -> Classifier:
     return classify
 
 
-def _reached(consumer, end_offsets: dict[TopicPartition, int]) -> bool:
+def _reached(consumer: DrainConsumer, end_offsets: dict[int, int]) -> bool:
     """True when every assigned partition's position is at or past its end offset seen at start."""
-    assigned = consumer.assignment()
-    if not assigned:
+    positions = consumer.positions()
+    if not positions:
         return not any(end_offsets.values())
-    return all(consumer.position(tp) >= end_offsets.get(tp, 0) for tp in assigned)
+    return all(position is not None and position >= end_offsets.get(p, 0) for p, position in positions.items())
 
 
 def _upsert(collection: Collection, docs: list[dict]) -> None:
@@ -175,10 +165,11 @@ def duplicate_indexes(error: BulkWriteError) -> list[int]:
 
 @dataclass
 class _Batch:
-    """One polled batch: the decoded good messages, the offsets to commit, the pending write and dead letters."""
+    """One polled batch: the decoded good messages, the offsets to commit (the next offset to read of each
+    partition), the pending write and dead letters."""
 
     good: list[tuple[object, ImageMessage]]
-    offsets: dict[TopicPartition, OffsetAndMetadata]
+    offsets: dict[int, int]
     letters: list[FutureRecordMetadata]
     stored: Future | None = None
 
@@ -188,7 +179,7 @@ def _decode(records: list, letters: DeadLetters, summary: DrainSummary) -> _Batc
     batch = _Batch([], {}, [])
     now = time.time()
     for record in records:
-        batch.offsets[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(record.offset + 1, "", -1)
+        batch.offsets[record.partition] = record.offset + 1
         try:
             batch.good.append((record, decode_image_message(record.value, now)))
         except Exception as exc:  # noqa: BLE001 - one message must never stop the drain
@@ -255,7 +246,7 @@ def inference_document(record, message: ImageMessage, predicted: int, confidence
     }
 
 
-def _commit_written(batch: _Batch, consumer, letters: DeadLetters, summary: DrainSummary) -> None:
+def _commit_written(batch: _Batch, consumer: DrainConsumer, letters: DeadLetters, summary: DrainSummary) -> None:
     """Wait for the batch's write and its dead letters (re-raising their errors), then commit its offsets."""
     summary.stored += batch.stored.result()
     letters.confirm(batch.letters)

@@ -52,9 +52,13 @@ def connected_producer(config: dict[str, Any], topic: str) -> Any | None:
     try:
         producer.list_topics(topic, timeout=seconds)  # fail now, not after message.timeout.ms of retries
     except KafkaException as exc:
-        raise ConnectionError(f"cannot reach the Kafka brokers {properties['bootstrap.servers']} within "
-                              f"{seconds:g} s: {exc.args[0].str()}") from None
+        raise unreachable_brokers(properties["bootstrap.servers"], seconds, exc.args[0].str()) from None
     return producer
+
+
+def unreachable_brokers(servers: str, seconds: float, detail: str) -> ConnectionError:
+    """The error of a client that reached none of `servers` within `seconds`."""
+    return ConnectionError(f"cannot reach the Kafka brokers {servers} within {seconds:g} s: {detail}")
 
 
 def produce(producer: Any, topic: str, value: bytes, key: bytes, on_delivery: Callable[[Any, Any], None],

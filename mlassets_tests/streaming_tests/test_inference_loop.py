@@ -15,6 +15,7 @@ from mlassets.datasets.cifar10 import LABELS, read_cifar10
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
 from mlassets.streaming.dead_letters import DeadLetterError
+from mlassets.streaming.drain_consumer import KAFKA_PYTHON, LIBRDKAFKA, drain_consumer
 from mlassets.streaming.image_producer import produce_images
 from mlassets.streaming.image_messages import ImageMessage
 from mlassets.streaming.inference import _Stages, drain_inference, duplicate_indexes
@@ -28,7 +29,9 @@ def brightness_classifier(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (mean // 25.6).astype(int).clip(0, 9), np.full(len(images), 0.5)
 
 
-def test_drain_stores_each_id_once_and_dead_letters_bad_messages(stack: StackSettings, data_dir, unique: str) -> None:
+@pytest.mark.parametrize("client", [LIBRDKAFKA, KAFKA_PYTHON])
+def test_drain_stores_each_id_once_and_dead_letters_bad_messages(stack: StackSettings, data_dir, unique: str,
+                                                                 client: str) -> None:
     kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
     topic, group = f"image_data_{unique}", f"g-{unique}"
     admin = kafka.admin()
@@ -44,8 +47,8 @@ def test_drain_stores_each_id_once_and_dead_letters_bad_messages(stack: StackSet
 
     collection = MongoResource(uri=stack.mongo_uri).client()[f"image_database_{unique}"]["inferences"]
     summary = drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
-                              batch_size=16)
-    assert summary.stored == 60 and summary.dead_letters == 2
+                              batch_size=16, client=client)
+    assert summary.stored == 60 and summary.dead_letters == 2 and summary.client == client
     assert summary.reasons == {"invalid JSON": 1, "missing field(s)": 1}
     docs = list(collection.find({}))
     assert len(docs) == 60 and len({d["_id"] for d in docs}) == 60
@@ -60,18 +63,20 @@ def test_drain_stores_each_id_once_and_dead_letters_bad_messages(stack: StackSet
 
     # offsets were committed: a second drain finds nothing new
     again = drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
-                            stall_timeout_s=30)
+                            stall_timeout_s=30, client=client)
     assert again.stored == 0 and again.dead_letters == 0
 
     # a replayed copy of the same messages (new group) upserts into the same documents
-    replay = drain_inference(kafka, collection, brightness_classifier, "test:v2", topic=topic, group=f"{group}-2")
+    replay = drain_inference(kafka, collection, brightness_classifier, "test:v2", topic=topic, group=f"{group}-2",
+                             client=client)
     assert replay.stored == 60
     assert collection.count_documents({}) == 60
     assert collection.count_documents({"model_version": "test:v2"}) == 60
 
 
+@pytest.mark.parametrize("client", [LIBRDKAFKA, KAFKA_PYTHON])
 def test_a_failed_write_commits_only_the_batches_written_before_it(stack: StackSettings, data_dir,
-                                                                    unique: str) -> None:
+                                                                    unique: str, client: str) -> None:
     kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
     topic, group = f"image_data_{unique}", f"g-{unique}"
     admin = kafka.admin()
@@ -89,7 +94,8 @@ def test_a_failed_write_commits_only_the_batches_written_before_it(stack: StackS
 
     collection = MongoResource(uri=stack.mongo_uri).client()[f"image_database_{unique}"]["inferences"]
     with pytest.raises(RuntimeError, match="went away"):
-        drain_inference(kafka, collection, fails_on_third_batch, "test:v1", topic=topic, group=group, batch_size=16)
+        drain_inference(kafka, collection, fails_on_third_batch, "test:v1", topic=topic, group=group, batch_size=16,
+                        client=client)
     # the next batch was already fetched while the third was classified, but only the written two are committed
     probe = kafka.consumer(group)
     committed = probe.committed(TopicPartition(topic, 0))
@@ -97,7 +103,7 @@ def test_a_failed_write_commits_only_the_batches_written_before_it(stack: StackS
     assert committed == 32 and collection.count_documents({}) == 32
 
     rerun = drain_inference(kafka, collection, brightness_classifier, "test:v1", topic=topic, group=group,
-                            batch_size=16)
+                            batch_size=16, client=client)
     assert rerun.stored == 28 and collection.count_documents({}) == 60
 
 
@@ -175,6 +181,19 @@ def test_a_collection_without_acknowledged_writes_is_refused() -> None:
     with pytest.raises(ValueError, match="unacknowledged write concern"):
         drain_inference(KafkaResource(bootstrap_servers="127.0.0.1:1"), collection, brightness_classifier, "test:v1")
     client.close()
+
+
+def test_the_drain_consumes_through_librdkafka_unless_the_settings_need_kafka_python() -> None:
+    with pytest.raises(ValueError, match="unknown Kafka client 'java'"):
+        drain_consumer(KafkaResource(bootstrap_servers="127.0.0.1:1"), "g", "t", 16, client="java")
+    msk = KafkaResource(bootstrap_servers="127.0.0.1:1", security_protocol="SASL_SSL", sasl_mechanism="AWS_MSK_IAM")
+    with pytest.raises(ValueError, match="AWS_MSK_IAM: librdkafka cannot consume"):
+        drain_consumer(msk, "g", "t", 16, client=LIBRDKAFKA)
+    # nothing listens on port 1: either client says so within the request timeout
+    for kafka in (KafkaResource(bootstrap_servers="127.0.0.1:1", request_timeout_ms=2000),
+                  msk.model_copy(update={"request_timeout_ms": 2000})):
+        with pytest.raises(ConnectionError, match=r"cannot reach the Kafka brokers 127.0.0.1:1 within 2 s"):
+            drain_consumer(kafka, "g", "t", 16)
 
 
 class _Inserts:

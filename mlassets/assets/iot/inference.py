@@ -51,6 +51,7 @@ def inference_records(context: AssetExecutionContext, config: InferenceRecordsCo
         "dead_letter_reasons": MetadataValue.md(markdown_table(reasons) if len(reasons) else "none"),
         "batches": summary.batches,
         "images_per_second": round(summary.stored / max(summary.seconds, 1e-9), 1),
+        "kafka_client": summary.client,
         "collection": f"{config.database}.{INFERENCE_COLLECTION}",
         "dead_letter_topic": dlq_topic(config.topic),
     })

@@ -1,0 +1,181 @@
+"""The drain's consumer of one topic in a group: batches of records, the partitions' positions, synchronous commits.
+
+librdkafka (confluent-kafka) fetches and checks records in native threads; kafka-python, whose I/O thread took two of
+a drain's eleven seconds of CPU, remains for the settings librdkafka cannot express (the `AWS_MSK_IAM` mechanism).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+from mlassets.resources.kafka import KafkaResource
+from mlassets.streaming.librdkafka import librdkafka_config, unreachable_brokers
+
+LIBRDKAFKA, KAFKA_PYTHON = "confluent-kafka", "kafka-python"
+# A short session lets a rerun take over the partitions of a killed member within seconds.
+SESSION_TIMEOUT_MS = 10_000
+# About 2,400 messages of 3.4 KiB per partition and fetch, several batches of 256. At kafka-python's default of 1 MiB
+# (about 300 messages), every fetch ended in a short batch and a wait for the next fetch: 14-16 s instead of 11 s
+# for a drain of 40,000 images, the CNN idle in between.
+FETCH_BYTES_PER_PARTITION = 8 * 2**20
+PREFETCH_KIB = 32 * 1024  # librdkafka's local queue per consumer (its default, 64 MiB, is more than a drain uses)
+
+
+class Record(NamedTuple):
+    """One consumed message: where it was read and its key and value."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class DrainConsumer(Protocol):
+    """A group member reading one topic: the records it polls carry topic, partition, offset, key and value."""
+
+    client: str
+
+    def end_offsets(self) -> dict[int, int]:
+        """The end offset of each partition of the topic, now."""
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Any]:
+        """Up to max_records records: those already fetched at once, else the first to arrive within timeout_s."""
+
+    def positions(self) -> dict[int, int | None]:
+        """The next offset to read in each assigned partition (None: not known yet)."""
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        """Commit the next offset to read of each partition (synchronously, raising when refused)."""
+
+    def close(self) -> None:
+        """Leave the group and release the connections."""
+
+
+def drain_consumer(kafka: KafkaResource, group: str, topic: str, max_records: int,
+                   client: str | None = None) -> DrainConsumer:
+    """The drain's consumer of `topic` in `group` through `client` (None: librdkafka where the settings allow).
+
+    ConnectionError when no broker answers within the resource's request timeout.
+    """
+    if client not in (None, LIBRDKAFKA, KAFKA_PYTHON):
+        raise ValueError(f"unknown Kafka client {client!r}: {LIBRDKAFKA} or {KAFKA_PYTHON}")
+    connection = kafka.connection_config()
+    properties = librdkafka_config({k: v for k, v in connection.items() if k != "request_timeout_ms"})
+    if client == LIBRDKAFKA and properties is None:
+        raise ValueError(f"SASL mechanism {kafka.sasl_mechanism}: librdkafka cannot consume with these settings")
+    if client == KAFKA_PYTHON or properties is None:
+        return KafkaPythonDrainConsumer(kafka, group, topic, max_records)
+    return LibrdkafkaDrainConsumer(properties, group, topic, connection["request_timeout_ms"] / 1000)
+
+
+class LibrdkafkaDrainConsumer:
+    """The drain's consumer through librdkafka; positions come from the records and end-of-partition events."""
+
+    client = LIBRDKAFKA
+
+    def __init__(self, properties: dict[str, Any], group: str, topic: str, timeout_s: float) -> None:
+        from confluent_kafka import Consumer, KafkaError, KafkaException
+
+        self._eof, self._exception = KafkaError._PARTITION_EOF, KafkaException
+        self.topic = topic
+        self._consumer = Consumer({
+            **properties, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "session.timeout.ms": SESSION_TIMEOUT_MS, "max.partition.fetch.bytes": FETCH_BYTES_PER_PARTITION,
+            "queued.max.messages.kbytes": PREFETCH_KIB, "enable.partition.eof": True,
+        })
+        self.timeout_s = timeout_s
+        try:
+            metadata = self._consumer.list_topics(topic, timeout=timeout_s)
+        except KafkaException as exc:
+            self._consumer.close()
+            raise unreachable_brokers(properties["bootstrap.servers"], timeout_s, exc.args[0].str()) from None
+        self._partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
+        self._next: dict[int, int] = {}
+        self._assigned: set[int] = set()
+        self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_revoke)
+
+    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._assigned = {tp.partition for tp in partitions}
+
+    def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:
+            self._assigned.discard(tp.partition)
+            self._next.pop(tp.partition, None)  # a partition assigned again resumes from its committed offset
+
+    def end_offsets(self) -> dict[int, int]:
+        from confluent_kafka import TopicPartition
+
+        watermarks = self._consumer.get_watermark_offsets
+        return {p: watermarks(TopicPartition(self.topic, p), timeout=self.timeout_s)[1] for p in self._partitions}
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        messages = self._consumer.consume(max_records, 0) or self._consumer.consume(max_records, timeout_s)
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(Record(message.topic(), message.partition(), message.offset(), message.key(),
+                                      message.value()))
+                self._next[message.partition()] = message.offset() + 1
+            elif error.code() == self._eof:
+                self._next[message.partition()] = message.offset()
+            elif error.fatal():
+                raise self._exception(error)
+            # other errors (a broker away, a rebalance) are retried by librdkafka; the drain's stall timeout bounds them
+        return records
+
+    def positions(self) -> dict[int, int | None]:
+        return {p: self._next.get(p) for p in self._assigned}
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        from confluent_kafka import TopicPartition
+
+        self._consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()],
+                              asynchronous=False)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaPythonDrainConsumer:
+    """The drain's consumer through kafka-python."""
+
+    client = KAFKA_PYTHON
+
+    def __init__(self, kafka: KafkaResource, group: str, topic: str, max_records: int) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        self.topic = topic
+        try:
+            self._consumer = kafka.consumer(group, topic, max_poll_records=max_records,
+                                            session_timeout_ms=SESSION_TIMEOUT_MS,
+                                            max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
+                                            bootstrap_timeout_ms=kafka.request_timeout_ms)
+        except KafkaTimeoutError as exc:
+            raise unreachable_brokers(kafka.bootstrap_servers, kafka.request_timeout_ms / 1000, str(exc)) from None
+
+    def end_offsets(self) -> dict[int, int]:
+        from kafka import TopicPartition
+
+        partitions = self._consumer.partitions_for_topic(self.topic) or set()
+        ends = self._consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Any]:
+        polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        return [record for part in polled.values() for record in part]
+
+    def positions(self) -> dict[int, int | None]:
+        return {tp.partition: self._consumer.position(tp) for tp in self._consumer.assignment()}
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        self._consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
+                               for p, o in offsets.items()})
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -10,6 +10,7 @@ from mlassets.assets.iot.inference import InferenceRecordsConfig, inference_reco
 from mlassets.datasets.cifar10 import LABELS, read_cifar10
 from mlassets.resources import MongoResource
 from mlassets.stack import StackSettings
+from mlassets.streaming.drain_consumer import LIBRDKAFKA
 from mlassets.streaming.image_messages import encode_image_message
 from mlassets.streaming.image_producer import produce_images
 from mlassets_tests.iot_helpers import create_topic, small_model_id
@@ -38,6 +39,7 @@ def test_inference_records_upserts_each_id_once_and_dead_letters_bad_messages(st
     assert isinstance(result, MaterializeResult)
     assert result.metadata["stored"] == 62 and result.metadata["dead_letters"] == 1
     assert result.metadata["model_version"] == model_id
+    assert result.metadata["kafka_client"] == LIBRDKAFKA  # the default settings consume through librdkafka
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
 
     docs = list(mongo.client()[database]["inferences"].find({}))

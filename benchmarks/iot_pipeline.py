@@ -15,9 +15,9 @@ from mlassets.datasets.cifar10 import LABELS, read_cifar10
 from mlassets.names import INFERENCE_COLLECTION, dlq_topic
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import LocalStack
-from mlassets.streaming.drain_consumer import KAFKA_PYTHON, LIBRDKAFKA
 from mlassets.streaming.image_producer import ProduceSummary, produce_images
 from mlassets.streaming.inference import DrainSummary, drain_inference, model_classifier
+from mlassets.streaming.librdkafka import KAFKA_PYTHON, LIBRDKAFKA
 from benchmarks.common import cpu_seconds, report
 from mlassets.paths import sample_data_dir
 

@@ -12,6 +12,7 @@ from kafka.admin import NewTopic
 
 from mlassets.resources import KafkaResource
 from mlassets.stack import LocalStack
+from mlassets.streaming.librdkafka import KAFKA_PYTHON, LIBRDKAFKA
 from benchmarks.common import report
 
 MESSAGES = int(os.environ.get("BENCH_KAFKA_MESSAGES", 200_000))
@@ -39,25 +40,19 @@ def resource_produce(kafka: KafkaResource, topic: str) -> float:
 
 
 def librdkafka_produce(kafka: KafkaResource, topic: str) -> float:
-    """The same sends through the librdkafka producer the image and SUSY producers use (delivery reports served)."""
-    from mlassets.streaming.librdkafka import connected_producer, produce
+    """The same sends through the image producers' sender (librdkafka, delivery reports served)."""
+    from mlassets.streaming.image_producer import sender
 
     payload = os.urandom(SIZE)
-    producer = connected_producer(kafka.producer_config(), topic)
-    failed: list[str] = []
-
-    def delivered(error, _message) -> None:
-        if error is not None:
-            failed.append(error.str())
-
+    send, finish, client = sender(kafka, topic)
+    assert client == LIBRDKAFKA, client
     start = time.perf_counter()
     for i in range(MESSAGES):
-        produce(producer, topic, payload, str(i % 64).encode(), delivered)
-        producer.poll(0)
-    unsent = producer.flush()
+        send(str(i % 64).encode(), payload)
+    failed = finish()
     elapsed = time.perf_counter() - start
-    if failed or unsent:
-        raise RuntimeError(f"{len(failed) + unsent} librdkafka sends failed; first: {failed[:1]}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} librdkafka sends failed; first: {failed[0]}")
     return MESSAGES / elapsed
 
 
@@ -112,8 +107,8 @@ def run(stack: LocalStack) -> None:
     consume_ceiling = java_consume(stack, java_topic)
     common = {"messages": MESSAGES, "message_bytes": SIZE, "partitions": 4, "producer": " ".join(PRODUCER_PROPS),
               "ceiling_tool": "org.apache.kafka.tools.ProducerPerformance / ConsumerPerformance 4.1.2"}
-    report("kafka_produce_1KiB", produce, produce_ceiling, "messages/s", client="kafka-python", **common)
+    report("kafka_produce_1KiB", produce, produce_ceiling, "messages/s", client=KAFKA_PYTHON, **common)
     report("kafka_produce_1KiB_librdkafka", produce_librdkafka, produce_ceiling, "messages/s",
-           client="confluent-kafka (the image and SUSY producers)", **common)
-    report("kafka_consume_1KiB", consume, consume_ceiling, "messages/s", client="kafka-python (every consumer)",
-           **common)
+           client=f"{LIBRDKAFKA} (the image and SUSY producers)", **common)
+    report("kafka_consume_1KiB", consume, consume_ceiling, "messages/s",
+           client=f"{KAFKA_PYTHON} (the SUSY reader; the image drain consumes through {LIBRDKAFKA})", **common)

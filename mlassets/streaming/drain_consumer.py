@@ -1,17 +1,23 @@
 """The drain's consumer of one topic in a group: batches of records, the partitions' positions, synchronous commits.
 
-librdkafka (confluent-kafka) fetches and checks records in native threads; kafka-python, whose I/O thread took two of
-a drain's eleven seconds of CPU, remains for the settings librdkafka cannot express (the `AWS_MSK_IAM` mechanism).
+librdkafka (confluent-kafka) fetches and checks records in native threads, without the GIL; kafka-python remains for
+the settings librdkafka cannot express (the `AWS_MSK_IAM` mechanism).
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-from mlassets.resources.kafka import KafkaResource
-from mlassets.streaming.librdkafka import librdkafka_config, unreachable_brokers
+from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import TopicPartition as RdTopicPartition
+from kafka import TopicPartition
+from kafka.errors import KafkaTimeoutError
+from kafka.structs import OffsetAndMetadata
 
-LIBRDKAFKA, KAFKA_PYTHON = "confluent-kafka", "kafka-python"
+from mlassets.resources.kafka import KafkaResource
+from mlassets.streaming.librdkafka import (KAFKA_PYTHON, LIBRDKAFKA, librdkafka_config, topic_metadata,
+                                           unreachable_brokers)
+
 # A short session lets a rerun take over the partitions of a killed member within seconds.
 SESSION_TIMEOUT_MS = 10_000
 # About 2,400 messages of 3.4 KiB per partition and fetch, several batches of 256. At kafka-python's default of 1 MiB
@@ -75,64 +81,49 @@ class LibrdkafkaDrainConsumer:
     client = LIBRDKAFKA
 
     def __init__(self, properties: dict[str, Any], group: str, topic: str, timeout_s: float) -> None:
-        from confluent_kafka import Consumer, KafkaError, KafkaException
-
-        self._eof, self._exception = KafkaError._PARTITION_EOF, KafkaException
-        self.topic = topic
+        self.topic, self.timeout_s = topic, timeout_s
         self._consumer = Consumer({
             **properties, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "session.timeout.ms": SESSION_TIMEOUT_MS, "max.partition.fetch.bytes": FETCH_BYTES_PER_PARTITION,
             "queued.max.messages.kbytes": PREFETCH_KIB, "enable.partition.eof": True,
         })
-        self.timeout_s = timeout_s
         try:
-            metadata = self._consumer.list_topics(topic, timeout=timeout_s)
-        except KafkaException as exc:
+            metadata = topic_metadata(self._consumer, properties, topic, timeout_s)
+        except ConnectionError:
             self._consumer.close()
-            raise unreachable_brokers(properties["bootstrap.servers"], timeout_s, exc.args[0].str()) from None
-        self._partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
-        self._next: dict[int, int] = {}
-        self._assigned: set[int] = set()
-        self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                 on_lost=self._on_revoke)
-
-    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
-        self._assigned = {tp.partition for tp in partitions}
+            raise
+        self._partitions = sorted(metadata.partitions) if metadata is not None else []
+        self._next: dict[int, int] = {}  # the next offset of each partition read since its assignment
+        self._consumer.subscribe([topic], on_revoke=self._on_revoke, on_lost=self._on_revoke)
 
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
         for tp in partitions:
-            self._assigned.discard(tp.partition)
             self._next.pop(tp.partition, None)  # a partition assigned again resumes from its committed offset
 
     def end_offsets(self) -> dict[int, int]:
-        from confluent_kafka import TopicPartition
-
         watermarks = self._consumer.get_watermark_offsets
-        return {p: watermarks(TopicPartition(self.topic, p), timeout=self.timeout_s)[1] for p in self._partitions}
+        return {p: watermarks(RdTopicPartition(self.topic, p), timeout=self.timeout_s)[1] for p in self._partitions}
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         messages = self._consumer.consume(max_records, 0) or self._consumer.consume(max_records, timeout_s)
         records = []
         for message in messages:
-            error = message.error()
+            error, partition, offset = message.error(), message.partition(), message.offset()
             if error is None:
-                records.append(Record(message.topic(), message.partition(), message.offset(), message.key(),
-                                      message.value()))
-                self._next[message.partition()] = message.offset() + 1
-            elif error.code() == self._eof:
-                self._next[message.partition()] = message.offset()
+                records.append(Record(self.topic, partition, offset, message.key(), message.value()))
+                self._next[partition] = offset + 1
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self._next[partition] = offset
             elif error.fatal():
-                raise self._exception(error)
+                raise KafkaException(error)
             # other errors (a broker away, a rebalance) are retried by librdkafka; the drain's stall timeout bounds them
         return records
 
     def positions(self) -> dict[int, int | None]:
-        return {p: self._next.get(p) for p in self._assigned}
+        return {tp.partition: self._next.get(tp.partition) for tp in self._consumer.assignment()}
 
     def commit(self, offsets: dict[int, int]) -> None:
-        from confluent_kafka import TopicPartition
-
-        self._consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()],
+        self._consumer.commit(offsets=[RdTopicPartition(self.topic, p, o) for p, o in offsets.items()],
                               asynchronous=False)
 
     def close(self) -> None:
@@ -145,8 +136,6 @@ class KafkaPythonDrainConsumer:
     client = KAFKA_PYTHON
 
     def __init__(self, kafka: KafkaResource, group: str, topic: str, max_records: int) -> None:
-        from kafka.errors import KafkaTimeoutError
-
         self.topic = topic
         try:
             self._consumer = kafka.consumer(group, topic, max_poll_records=max_records,
@@ -157,8 +146,6 @@ class KafkaPythonDrainConsumer:
             raise unreachable_brokers(kafka.bootstrap_servers, kafka.request_timeout_ms / 1000, str(exc)) from None
 
     def end_offsets(self) -> dict[int, int]:
-        from kafka import TopicPartition
-
         partitions = self._consumer.partitions_for_topic(self.topic) or set()
         ends = self._consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions])
         return {tp.partition: offset for tp, offset in ends.items()}
@@ -171,9 +158,6 @@ class KafkaPythonDrainConsumer:
         return {tp.partition: self._consumer.position(tp) for tp in self._consumer.assignment()}
 
     def commit(self, offsets: dict[int, int]) -> None:
-        from kafka import TopicPartition
-        from kafka.structs import OffsetAndMetadata
-
         self._consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
                                for p, o in offsets.items()})
 

@@ -13,7 +13,7 @@ from mlassets.datasets.cifar10 import CifarImages
 from mlassets.names import IMAGE_TOPIC
 from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.image_messages import encode_image_message
-from mlassets.streaming.librdkafka import connected_producer, produce
+from mlassets.streaming.librdkafka import KAFKA_PYTHON, LIBRDKAFKA, connected_producer, produce
 
 Send = Callable[[bytes, bytes], None]  # (key, value) of one message
 Finish = Callable[[], list[str]]  # flush and close; the errors of the sends that failed
@@ -38,7 +38,7 @@ def produce_images(kafka: KafkaResource, images: CifarImages, producers: int, im
     librdkafka cannot express (the `AWS_MSK_IAM` SASL mechanism) sends them through kafka-python instead.
     """
     run_id = uuid.uuid4().hex[:12]
-    send, finish, client = _sender(kafka, topic)
+    send, finish, client = sender(kafka, topic)
     total = producers * images_per_producer
     start = time.perf_counter()
     label_names = images.label_names  # a property that builds the whole array: once, not per message
@@ -62,11 +62,12 @@ def produce_images(kafka: KafkaResource, images: CifarImages, producers: int, im
     return ProduceSummary(run_id, total, time.perf_counter() - start, client)
 
 
-def _sender(kafka: KafkaResource, topic: str) -> tuple[Send, Finish, str]:
-    """The send and finish functions of a producer for `topic`, and the client's name."""
+def sender(kafka: KafkaResource, topic: str) -> tuple[Send, Finish, str]:
+    """The send and finish functions of a producer for `topic` (librdkafka unless the settings need kafka-python),
+    and the client's name."""
     producer = connected_producer(kafka.producer_config(), topic)
     if producer is None:
-        return (*_kafka_python_sender(kafka, topic), "kafka-python")
+        return (*_kafka_python_sender(kafka, topic), KAFKA_PYTHON)
     errors: list[str] = []
 
     def delivered(error: Any, _message: Any) -> None:
@@ -81,7 +82,7 @@ def _sender(kafka: KafkaResource, topic: str) -> tuple[Send, Finish, str]:
         unsent = producer.flush()
         return errors + ["not delivered before the flush ended"] * unsent
 
-    return send, finish, "confluent-kafka"
+    return send, finish, LIBRDKAFKA
 
 
 def _kafka_python_sender(kafka: KafkaResource, topic: str) -> tuple[Send, Finish]:

@@ -1,4 +1,4 @@
-"""librdkafka (confluent-kafka) producers built from the kafka-python keywords of `KafkaResource.producer_config()`.
+"""librdkafka (confluent-kafka) clients built from the kafka-python keywords of `KafkaResource`'s configs.
 
 Kept to the Kafka clients so that a producer process that imports it starts in a fraction of a second.
 """
@@ -17,6 +17,8 @@ LIBRDKAFKA_KEYS = {
     "max.in.flight.requests.per.connection", "retries": "retries", "request_timeout_ms": "request.timeout.ms",
 }
 LIBRDKAFKA_SASL = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+# the names of the two Kafka clients, as summaries, metadata and benchmarks report them
+LIBRDKAFKA, KAFKA_PYTHON = "confluent-kafka", "kafka-python"
 DEFAULT_BOOTSTRAP_TIMEOUT_MS = 30_000
 # kafka-python's and the Java client's partitioner of keyed messages (librdkafka's default is a CRC32 hash), so a key
 # lands on the same partition whichever client sends it
@@ -24,7 +26,7 @@ KEYED_PARTITIONER = "murmur2_random"
 
 
 def librdkafka_config(config: dict[str, Any]) -> dict[str, Any] | None:
-    """The librdkafka properties of kafka-python producer keywords; None when one of them has no equivalent."""
+    """The librdkafka properties of kafka-python client keywords; None when one of them has no equivalent."""
     if config.get("sasl_mechanism") and config["sasl_mechanism"] not in LIBRDKAFKA_SASL:
         return None
     properties: dict[str, Any] = {"bootstrap.servers": ",".join(config["bootstrap_servers"])}
@@ -45,15 +47,23 @@ def connected_producer(config: dict[str, Any], topic: str) -> Any | None:
     properties = librdkafka_config(config)
     if properties is None:
         return None
-    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka import Producer
 
     producer = Producer({**properties, "partitioner": KEYED_PARTITIONER})
-    seconds = config.get("bootstrap_timeout_ms", DEFAULT_BOOTSTRAP_TIMEOUT_MS) / 1000
+    # fail now, not after message.timeout.ms of retries
+    topic_metadata(producer, properties, topic, config.get("bootstrap_timeout_ms", DEFAULT_BOOTSTRAP_TIMEOUT_MS) / 1000)
+    return producer
+
+
+def topic_metadata(client: Any, properties: dict[str, Any], topic: str, seconds: float) -> Any:
+    """The metadata of `topic` as a librdkafka client (built from `properties`) sees it; ConnectionError when no
+    broker answers within `seconds`."""
+    from confluent_kafka import KafkaException
+
     try:
-        producer.list_topics(topic, timeout=seconds)  # fail now, not after message.timeout.ms of retries
+        return client.list_topics(topic, timeout=seconds).topics.get(topic)
     except KafkaException as exc:
         raise unreachable_brokers(properties["bootstrap.servers"], seconds, exc.args[0].str()) from None
-    return producer
 
 
 def unreachable_brokers(servers: str, seconds: float, detail: str) -> ConnectionError:

@@ -24,7 +24,7 @@ import numpy as np
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
-from mlassets.streaming.librdkafka import connected_producer, librdkafka_config, produce
+from mlassets.streaming.librdkafka import KAFKA_PYTHON, LIBRDKAFKA, connected_producer, librdkafka_config, produce
 
 
 def encode_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, bytes]]:
@@ -37,8 +37,8 @@ def encode_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, b
 
 
 def client_for(config: dict[str, Any]) -> str:
-    """The client produce_rows sends through with these producer keywords: "confluent-kafka" or "kafka-python"."""
-    return "kafka-python" if librdkafka_config(config) is None else "confluent-kafka"
+    """The client produce_rows sends through with these producer keywords: LIBRDKAFKA or KAFKA_PYTHON."""
+    return KAFKA_PYTHON if librdkafka_config(config) is None else LIBRDKAFKA
 
 
 def produce_rows(config: dict[str, Any], topic: str, labels: np.ndarray, features: np.ndarray, targets: np.ndarray,
@@ -46,7 +46,7 @@ def produce_rows(config: dict[str, Any], topic: str, labels: np.ndarray, feature
     """Send row j to partition targets[j] with the client config allows; (ranges as send_rows gives them, client)."""
     producer = connected_producer(config, topic)
     if producer is None:
-        python_producer = KafkaProducer(**{k: v for k, v in config.items() if k != "bootstrap_timeout_ms"})
+        python_producer = KafkaProducer(**config)
         try:
             return send_rows(python_producer, topic, labels, features, targets, batch_rows), client_for(config)
         finally:

@@ -15,10 +15,11 @@ from mlassets.datasets.cifar10 import LABELS, read_cifar10
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
 from mlassets.streaming.dead_letters import DeadLetterError
-from mlassets.streaming.drain_consumer import KAFKA_PYTHON, LIBRDKAFKA, drain_consumer
+from mlassets.streaming.drain_consumer import drain_consumer
 from mlassets.streaming.image_producer import produce_images
 from mlassets.streaming.image_messages import ImageMessage
 from mlassets.streaming.inference import _Stages, drain_inference, duplicate_indexes
+from mlassets.streaming.librdkafka import KAFKA_PYTHON, LIBRDKAFKA
 from mlassets_tests.iot_helpers import committed_offset, create_topic, dead_letters, set_topic_config
 from mlassets_tests.streaming_tests.test_image_messages import POISON_PILLS
 

@@ -10,9 +10,9 @@ from mlassets.assets.iot.inference import InferenceRecordsConfig, inference_reco
 from mlassets.datasets.cifar10 import LABELS, read_cifar10
 from mlassets.resources import MongoResource
 from mlassets.stack import StackSettings
-from mlassets.streaming.drain_consumer import LIBRDKAFKA
 from mlassets.streaming.image_messages import encode_image_message
 from mlassets.streaming.image_producer import produce_images
+from mlassets.streaming.librdkafka import LIBRDKAFKA
 from mlassets_tests.iot_helpers import create_topic, small_model_id
 
 

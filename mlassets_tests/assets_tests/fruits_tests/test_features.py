@@ -112,6 +112,18 @@ def test_undecodable_bytes_raise_and_become_null_features(seeded: tuple) -> None
         assert (a is None and b is None) or (a.shape == (mf.FEATURE_SIZE,) and np.allclose(a, b, atol=1e-4))
 
 
+def test_batches_are_scaled_exactly_as_keras_preprocess_input() -> None:
+    from keras.applications.mobilenet_v2 import preprocess_input
+
+    contents = [encode(generated_fruit(i).convert(mode), kind) for i, (mode, kind) in
+                enumerate([("RGB", "JPEG"), ("L", "JPEG"), ("RGBA", "PNG"), ("P", "PNG"), ("RGB", "PNG")])]
+    expected = preprocess_input(np.stack([mf.decode_image(c) for c in contents]))
+    batches = [batch for _, batch in mf.decoded_batches(contents, 2)]
+    assert [len(b) for b in batches] == [2, 2, 1] and all(b.dtype == np.float32 for b in batches)
+    np.testing.assert_array_equal(np.concatenate(batches), expected)
+    assert -1.0 <= expected.min() < expected.max() <= 1.0
+
+
 def test_batches_are_full_whatever_fails_to_decode_and_the_model_sees_each_once() -> None:
     jpeg = encode(generated_fruit(1), "JPEG")
     contents = [jpeg, b"text", jpeg, None, jpeg, jpeg[:200], jpeg, jpeg]

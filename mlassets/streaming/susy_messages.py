@@ -32,7 +32,8 @@ class RangeUnavailable(RuntimeError):
 
 
 def encode_train_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, bytes]]:
-    """The (key, value) of each row: key `"1.0"`/`"0.0"`, value the float32 features as `%.9g` text, comma-separated."""
+    """The (key, value) of each row: key `"1.0"`/`"0.0"`, value the float32 features as their shortest round-trip
+    text, comma-separated."""
     features = np.asarray(features, dtype=np.float32)
     _check_shape(features)
     return encode_rows(labels, features)

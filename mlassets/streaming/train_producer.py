@@ -1,9 +1,9 @@
 """One producer's share of the `trainData` rows: the wire encoding and the send loops, runnable as its own process.
 
-Kept to numpy and the Kafka clients so that a producer process starts in a fraction of a second: `python -m
-mlassets.streaming.train_producer` reads {"config", "topic", "rows", "batch_rows"} as JSON on stdin (config: the
-KafkaProducer keyword arguments of `KafkaResource.producer_config()`; rows: an .npz of labels, float32 features and
-target partitions) and prints {"ranges": {partition: [start, end_exclusive]}} as its last stdout line; a failure
+Kept to numpy, pyarrow's compute kernels and the Kafka clients so that a producer process starts in a fraction of
+a second: `python -m mlassets.streaming.train_producer` reads {"config", "topic", "rows", "batch_rows"} as JSON on
+stdin (config: the KafkaProducer keyword arguments of `KafkaResource.producer_config()`; rows: an .npz of labels,
+float32 features and target partitions) and prints {"ranges": {partition: [start, end_exclusive]}} as its last stdout line; a failure
 prints {"error": "<type>: <message>"} there instead (librdkafka's own log lines share stderr, so the last stderr line
 need not be ours) and exits 1.
 
@@ -14,13 +14,14 @@ through kafka-python instead, with the same wire format, idempotence and ranges.
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import traceback
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
@@ -28,12 +29,22 @@ from mlassets.streaming.librdkafka import KAFKA_PYTHON, LIBRDKAFKA, connected_pr
 
 
 def encode_rows(labels: np.ndarray, features: np.ndarray) -> list[tuple[bytes, bytes]]:
-    """The (key, value) of each row: key `"1.0"`/`"0.0"`, value the float32 features as `%.9g` text, comma-separated."""
-    buffer = io.StringIO()
-    np.savetxt(buffer, np.asarray(features, dtype=np.float32), fmt="%.9g", delimiter=",")
-    values = buffer.getvalue().encode("ascii").splitlines()
+    """The (key, value) of each row: key `"1.0"`/`"0.0"`, value the float32 features as their shortest text that
+    reads back as the same float32 (`2.608`, `1e-45`), comma-separated."""
     keys = [b"1.0" if int(label) == 1 else b"0.0" for label in labels]
-    return list(zip(keys, values))
+    if len(keys) != len(features):
+        raise ValueError(f"{len(keys)} labels for {len(features)} feature rows")
+    if not keys:
+        return []
+    # Arrow's cast formats a whole column in C++ (shortest round trip, as numpy's repr): 0.15 us a value, where
+    # `%.9g` through np.savetxt, a Python format per row, held the producer to about 200k rows/s.
+    columns = np.asarray(features, dtype=np.float32).T
+    text = pc.binary_join_element_wise(*(pc.cast(pa.array(column), pa.large_string()) for column in columns),
+                                       pa.scalar(",", pa.large_string()))
+    _, offsets, data = text.buffers()
+    ends = np.frombuffer(offsets, np.int64, len(text) + 1, text.offset * 8).tolist()
+    raw = data.to_pybytes()
+    return [(key, raw[ends[i]:ends[i + 1]]) for i, key in enumerate(keys)]
 
 
 def client_for(config: dict[str, Any]) -> str:

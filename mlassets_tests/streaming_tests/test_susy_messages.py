@@ -73,6 +73,21 @@ def test_numeric_keys_other_than_the_label_text_still_decode() -> None:
     assert decode_train_message(b"1", b",".join([b"0.5"] * 18))[0] == 1
 
 
+def test_each_feature_is_written_as_its_shortest_float32_text() -> None:
+    values = [0.1, 2.608, 1e-45, 16777216.0, -0.0, 3.4028235e38, 1e-7, 123456789.0, 0.5, -2.5e-40] + [1.0] * 8
+    features = np.asarray([values, values[::-1]], dtype=np.float32)
+    (key, value), (other_key, reversed_value) = encode_train_rows(np.asarray([1, 0]), features)
+    assert (key, other_key) == (b"1.0", b"0.0")
+    assert value.split(b",")[:10] == [b"0.1", b"2.608", b"1e-45", b"16777216", b"-0", b"3.4028235e+38", b"1e-7",
+                                      b"123456790", b"0.5", b"-2.5e-40"]
+    assert reversed_value.split(b",") == value.split(b",")[::-1]
+    for row, text in zip(features, (value, reversed_value)):
+        np.testing.assert_array_equal(decode_train_message(b"1.0", text)[1], row)
+        assert all(len(field) <= len(f"{float(x):.9g}") for field, x in zip(text.split(b","), row))
+    with pytest.raises(ValueError, match="3 labels for 2 feature rows"):
+        encode_train_rows(np.asarray([1, 0, 1]), features)
+
+
 def test_the_largest_float32_is_a_value_not_a_dead_letter() -> None:
     _, row = decode_train_message(b"1.0", b",".join([b"3.4028235e38"] + [b"1"] * 17))
     assert row[0] == np.finfo(np.float32).max

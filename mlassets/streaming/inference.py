@@ -26,6 +26,7 @@ from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.dead_letters import DeadLetters
 from mlassets.streaming.drain_consumer import DrainConsumer, drain_consumer
 from mlassets.streaming.image_messages import ImageMessage, decode_image_message
+from mlassets.tables.tallies import record_tallies
 
 if TYPE_CHECKING:
     import keras
@@ -236,13 +237,15 @@ class _Stages:
 
 def inference_document(record, message: ImageMessage, predicted: int, confidence: float, model_version: str,
                        inferred_at: dt.datetime) -> dict:
-    """The `inferences` document of one classified message, keyed by its ID, with its Kafka partition and offset."""
+    """The `inferences` document of one classified message, keyed by its ID, with its Kafka partition and offset and
+    the tallies the day tables count it by."""
     return {
         "_id": message.id, "producer_id": message.producer_id, "seq": message.seq,
         "GroundTruth": message.ground_truth, "InferredValue": LABELS[predicted], "confidence": confidence,
         "model_version": model_version, "inferred_at": inferred_at,
         "sent_at": dt.datetime.fromtimestamp(message.sent_at, dt.timezone.utc),
         "partition": record.partition, "offset": record.offset,
+        **record_tallies(inferred_at, message.producer_id, message.ground_truth, LABELS[predicted]),
     }
 
 

@@ -1,5 +1,7 @@
-"""The IoT day tables of the inference records, counted on Spark: wrong inferences per producer and accuracy per
-class, each row kept in Mongo and in the lake per UTC day, with the numbers their checks compare.
+"""The IoT day tables of the inference records: wrong inferences per producer and accuracy per class, each row kept in
+Mongo and in the lake per UTC day, with the numbers their checks compare. The server counts the records by the
+tallies the drain writes into them (mlassets/tables/tallies.py), read through Spark's connector; Spark counts the
+records that have none.
 
 Plain code (no Dagster): the assets of mlassets/assets/iot/error_tables.py and the Pipes script
 mlassets/pipes/scripts/producer_error_counts.py both call `write_day_table` with a `DayTable`.
@@ -13,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pandas as pd
+from bson import json_util
 from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 
 from mlassets.names import CLASS_ACCURACY_COLLECTION, INFERENCE_COLLECTION, WRONG_INFERENCE_STATS_COLLECTION
+from mlassets.tables.tallies import CLASS_TALLY, PRODUCER_TALLY, RIGHT, WRONG, parse_tally
 
 PRODUCER_COLUMNS = {
     "day": "UTC day of inferred_at (sent_at for pending records)",
@@ -81,8 +85,10 @@ class DayTable:
     name: str  # the asset, and the lake folder of its days
     collection: str  # the Mongo collection of its rows, in the records' database
     key: str  # the column that, with the day, names a row (its Mongo _id is `<day>/<key>`)
+    source: str  # the record field the key is read from
+    tally: str  # the record field of the table's tally (mlassets.tables.tallies)
     columns: Mapping[str, str]  # column -> description, in the table's order
-    count: Callable[[Any], pd.DataFrame]  # the records (inference_days) -> the table
+    count: Callable[[pd.DataFrame], pd.DataFrame]  # the verdict counts (verdict_counts) -> the table
     inferred: str  # the count of inferred records; with `pending` it adds up to the window's records
     pending: str
     rate: str  # the fraction checked to be in [0, 1]
@@ -132,65 +138,119 @@ class DayTableResult:
         ]
 
 
-def inference_days(spark: Any, window: Window, database: str) -> Any:
-    """The window's inference records as a Spark DataFrame with day, pending, wrong and correct columns."""
+PENDING = "pending"
+"""The verdict of a record without an inference (tallies.RIGHT and tallies.WRONG are the others)."""
+VERDICT_COLUMNS = ("day", "key", RIGHT, WRONG, PENDING)
+"""The window's records counted per (day, row key) and verdict: what every day table is computed from."""
+
+
+def _inferences(spark: Any, database: str, schema: Any, pipeline: list[dict[str, Any]]) -> Any:
+    """The `inferences` collection of `database` read through `pipeline` (which runs on the server), as `schema`."""
+    return (spark.read.format("mongodb").schema(schema).option("database", database)
+            .option("collection", INFERENCE_COLLECTION).option("aggregation.pipeline", json_util.dumps(pipeline))
+            .load())
+
+
+def _server_tallies(spark: Any, window: Window, database: str, tally: str) -> list[tuple[Any, int]]:
+    """The window's records grouped on the server by their `tally` field: (tally, records) pairs, the tally None for
+    the records without one."""
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    schema = StructType([StructField("_id", StringType()), StructField("n", LongType())])
+    return [(value, n) for value, n in _inferences(spark, database, schema, [
+        {"$match": window.mongo_filter()}, {"$group": {"_id": f"${tally}", "n": {"$sum": 1}}}]).collect()]
+
+
+def _record_verdicts(spark: Any, window: Window, database: str, source: str, match: dict[str, Any]
+                     ) -> list[tuple[str, Any, str, int]]:
+    """The window's records that also match `match`, read one by one and counted on Spark per (day, `source`,
+    verdict): (day, key, verdict, records) tuples."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
     # Only the fields the counts need: the connector projects them, so image bytes are never read.
     types = {"string": StringType(), "timestamp": TimestampType()}
     schema = StructType([StructField(name, types[kind]) for name, kind in INFERENCE_FIELDS.items()])
+    records = _inferences(spark, database, schema, [{"$match": match}] if match else [])
     start, end = F.lit(window.start).cast("timestamp"), F.lit(window.end).cast("timestamp")
-    records = (spark.read.format("mongodb").schema(schema)
-               .option("database", database).option("collection", INFERENCE_COLLECTION).load())
     inferred = (F.col("inferred_at") >= start) & (F.col("inferred_at") < end)
     pending_sent = F.col("inferred_at").isNull() & (F.col("sent_at") >= start) & (F.col("sent_at") < end)
     # The day from epoch seconds, so the session time zone cannot move records between days.
     epoch_day = F.floor(F.unix_timestamp(F.coalesce("inferred_at", "sent_at")) / 86400).cast("int")
-    pending = F.col("InferredValue").isNull()
-    return (records.where(inferred | pending_sent)
-            .withColumn("day", F.date_format(F.date_add(F.lit("1970-01-01").cast("date"), epoch_day), "yyyy-MM-dd"))
-            .withColumn("pending", pending)
-            .withColumn("wrong", ~pending & (F.col("InferredValue") != F.col("GroundTruth")))
-            .withColumn("correct", ~pending & (F.col("InferredValue") == F.col("GroundTruth"))))
+    day = F.date_format(F.date_add(F.lit("1970-01-01").cast("date"), epoch_day), "yyyy-MM-dd")
+    verdict = (F.when(F.col("InferredValue").isNull(), PENDING)
+               .when(F.col("InferredValue") == F.col("GroundTruth"), RIGHT).otherwise(WRONG))
+    counts = records.where(inferred | pending_sent).groupBy(day.alias("day"), F.col(source).alias("key"),
+                                                             verdict.alias("verdict")).count()
+    return [tuple(row) for row in counts.collect()]
 
 
-def count_producer_errors(records: Any) -> pd.DataFrame:
-    """MapReduce of the records per (day, producer_id): wrong, inferred and pending counts and the error rate."""
-    from pyspark.sql import functions as F
+def verdict_counts(table: DayTable, spark: Any, window: Window, database: str, on_server: bool = True
+                   ) -> pd.DataFrame:
+    """The window's inference records counted per (day, the table's row key) and verdict: VERDICT_COLUMNS, sorted.
 
-    counts = (records.groupBy("day", "producer_id").agg(
-        F.sum(F.col("wrong").cast("long")).alias("wrong_inference_count"),
-        F.sum((~F.col("pending")).cast("long")).alias("total_inferences"),
-        F.sum(F.col("pending").cast("long")).alias("pending_count"),
-    ).orderBy("day", "producer_id").toPandas())
-    counts = counts.astype({"wrong_inference_count": "int64", "total_inferences": "int64", "pending_count": "int64"})
-    counts["error_rate"] = (counts["wrong_inference_count"] / counts["total_inferences"].where(
-        counts["total_inferences"] > 0)).astype("float64")
+    The server groups the records by the table's tally, which the drain writes into each; only the records without
+    a well-formed one (pending ones, or written by anything else) leave the server, one by one, projected to
+    INFERENCE_FIELDS, and are counted on Spark. `on_server=False` reads every record one by one instead (how the
+    tables were counted before the tallies).
+    """
+    rows: list[tuple[str, Any, str, int]] = []
+    match: dict[str, Any] | None = {}
+    if on_server:
+        tallied, others = [], []
+        for value, n in _server_tallies(spark, window, database, table.tally):
+            try:
+                rows.append((*parse_tally(value), n))
+                tallied.append(value)
+            except (TypeError, ValueError):  # no tally (None), or a value the drain does not write
+                others.append(value)
+        # $nin also matches a missing tally and one of another BSON type
+        match = None if not others else {table.tally: None} if others == [None] else {table.tally: {"$nin": tallied}}
+    if match is not None:
+        rows += _record_verdicts(spark, window, database, table.source, match)
+    totals: dict[tuple[str, Any], dict[str, int]] = {}
+    for day, key, verdict, n in rows:
+        totals.setdefault((day, key), dict.fromkeys((RIGHT, WRONG, PENDING), 0))[verdict] += n
+    ordered = sorted(totals.items(), key=lambda item: (item[0][0], item[0][1] is None, item[0][1] or ""))
+    return pd.DataFrame([(day, key, *counts.values()) for (day, key), counts in ordered],
+                        columns=list(VERDICT_COLUMNS)).astype({RIGHT: "int64", WRONG: "int64", PENDING: "int64"})
+
+
+def count_producer_errors(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The verdict counts (verdict_counts, keyed by producer) as the table of wrong, inferred and pending records
+    per (day, producer_id), with the error rate."""
+    inferred = verdicts[RIGHT] + verdicts[WRONG]
+    counts = pd.DataFrame({"day": verdicts["day"], "producer_id": verdicts["key"],
+                           "wrong_inference_count": verdicts[WRONG], "total_inferences": inferred,
+                           "pending_count": verdicts[PENDING]})
+    counts["error_rate"] = (counts["wrong_inference_count"] / inferred.where(inferred > 0)).astype("float64")
     return counts[list(PRODUCER_COLUMNS)]
 
 
-def count_class_accuracy(records: Any) -> pd.DataFrame:
-    """MapReduce of the records per (day, ground-truth class): inferred, correct and pending counts, accuracy."""
-    from pyspark.sql import functions as F
-
-    counts = (records.groupBy("day", F.col("GroundTruth").alias("class")).agg(
-        F.sum((~F.col("pending")).cast("long")).alias("total"),
-        F.sum(F.col("correct").cast("long")).alias("correct"),
-        F.sum(F.col("pending").cast("long")).alias("pending"),
-    ).orderBy("day", "class").toPandas())
-    counts = counts.astype({"total": "int64", "correct": "int64", "pending": "int64"})
-    counts["accuracy"] = (counts["correct"] / counts["total"].where(counts["total"] > 0)).astype("float64")
+def count_class_accuracy(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The verdict counts (verdict_counts, keyed by ground-truth class) as the table of inferred, correct and pending
+    records per (day, class), with the accuracy."""
+    inferred = verdicts[RIGHT] + verdicts[WRONG]
+    counts = pd.DataFrame({"day": verdicts["day"], "class": verdicts["key"], "total": inferred,
+                           "correct": verdicts[RIGHT], "pending": verdicts[PENDING]})
+    counts["accuracy"] = (counts["correct"] / inferred.where(inferred > 0)).astype("float64")
     return counts[list(CLASS_COLUMNS)]
+
+
+def count_day_table(table: DayTable, spark: Any, window: Window, database: str, on_server: bool = True
+                    ) -> pd.DataFrame:
+    """The table's rows for the window's records (see verdict_counts)."""
+    return table.count(verdict_counts(table, spark, window, database, on_server))
 
 
 PRODUCER_ERROR_COUNTS = DayTable(
     name="producer_error_counts", collection=WRONG_INFERENCE_STATS_COLLECTION, key="producer_id",
-    columns=PRODUCER_COLUMNS, count=count_producer_errors, inferred="total_inferences", pending="pending_count",
-    rate="error_rate")
+    source="producer_id", tally=PRODUCER_TALLY, columns=PRODUCER_COLUMNS, count=count_producer_errors,
+    inferred="total_inferences", pending="pending_count", rate="error_rate")
 CLASS_ACCURACY = DayTable(
-    name="class_accuracy", collection=CLASS_ACCURACY_COLLECTION, key="class", columns=CLASS_COLUMNS,
-    count=count_class_accuracy, inferred="total", pending="pending", rate="accuracy")
+    name="class_accuracy", collection=CLASS_ACCURACY_COLLECTION, key="class", source="GroundTruth",
+    tally=CLASS_TALLY, columns=CLASS_COLUMNS, count=count_class_accuracy, inferred="total", pending="pending",
+    rate="accuracy")
 
 
 def replace_days(rows: pd.DataFrame, days: list[str], key: str, collection: Collection, lake_dir: str,
@@ -211,7 +271,7 @@ def write_day_table(table: DayTable, window: Window, spark: Any, database: Datab
                     ) -> DayTableResult:
     """Count the window's days on Spark (records of `database`), replace their rows in Mongo and the lake, and count
     the window's records that the checks compare the table with."""
-    rows = table.count(inference_days(spark, window, database.name))
+    rows = count_day_table(table, spark, window, database.name)
     days = window.days()
     replace_days(rows, days, table.key, database[table.collection], table.name, lake)
     records = database[INFERENCE_COLLECTION].count_documents(window.mongo_filter())

@@ -1,5 +1,6 @@
 """The inference drain against the real broker and FerretDB: upserts, DLQ records, commits, duplicates."""
 
+import datetime as dt
 import json
 import threading
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ from mlassets.streaming.image_producer import produce_images
 from mlassets.streaming.image_messages import ImageMessage
 from mlassets.streaming.inference import _Stages, drain_inference, duplicate_indexes
 from mlassets.streaming.librdkafka import KAFKA_PYTHON, LIBRDKAFKA
+from mlassets.tables.tallies import record_tallies
 from mlassets_tests.iot_helpers import committed_offset, create_topic, dead_letters, set_topic_config
 from mlassets_tests.streaming_tests.test_image_messages import POISON_PILLS
 
@@ -56,6 +58,9 @@ def test_drain_stores_each_id_once_and_dead_letters_bad_messages(stack: StackSet
     assert {d["producer_id"] for d in docs} == {"producer-1", "producer-2", "producer-3"}
     assert all(d["_id"].startswith(sent.run_id) and d["InferredValue"] in LABELS for d in docs)
     assert all(d["model_version"] == "test:v1" and d["inferred_at"] is not None for d in docs)
+    # the tallies the day tables are counted by (pymongo reads the UTC instants back naive)
+    assert all(d | record_tallies(d["inferred_at"].replace(tzinfo=dt.timezone.utc), d["producer_id"],
+                                  d["GroundTruth"], d["InferredValue"]) == d for d in docs)
 
     dlq = kafka.consumer(None, f"{topic}.dlq", consumer_timeout_ms=5000)
     reasons = sorted(json.loads(r.value)["reason"].split(":")[0] for r in dlq)

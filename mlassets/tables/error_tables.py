@@ -269,8 +269,8 @@ def replace_days(rows: pd.DataFrame, days: list[str], key: str, collection: Coll
 
 def write_day_table(table: DayTable, window: Window, spark: Any, database: Database, lake: LakeWriter
                     ) -> DayTableResult:
-    """Count the window's days on Spark (records of `database`), replace their rows in Mongo and the lake, and count
-    the window's records that the checks compare the table with."""
+    """Count the window's days (records of `database`; see verdict_counts), replace their rows in Mongo and the lake,
+    and count the window's records that the checks compare the table with."""
     rows = count_day_table(table, spark, window, database.name)
     days = window.days()
     replace_days(rows, days, table.key, database[table.collection], table.name, lake)

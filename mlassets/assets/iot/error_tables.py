@@ -1,4 +1,5 @@
-"""Per-day error tables of the inference records: wrong inferences per producer and accuracy per class (the server counts the tallied records, Spark the rest).
+"""Per-day error tables of the inference records: wrong inferences per producer and accuracy per class (the server
+counts the tallied records, Spark the rest).
 
 The counting and the checks are mlassets/tables/error_tables.py (no Dagster), shared with the Pipes script.
 """
@@ -44,7 +45,8 @@ def _day_table_asset(name: str, rate: str) -> dict[str, Any]:
 
 def _day_table(context: AssetExecutionContext, config: DayTablesConfig, spark: SparkResource, mongo: MongoResource,
                lake: LakeResource, table: DayTable) -> Iterator[MaterializeResult | AssetCheckResult]:
-    """Count the partition's days (mlassets.tables.error_tables), replace their rows in Mongo and the lake, and check the table."""
+    """Count the partition's days (mlassets.tables.error_tables), replace their rows in Mongo and the lake, and check
+    the table."""
     span = context.partition_time_window
     result = write_day_table(table, Window(span.start, span.end), spark.spark_session,
                              mongo.client()[config.database], lake)

@@ -176,13 +176,13 @@ def error_table(stack: LocalStack, backend: str = "sqlite") -> None:
     window = Window(day, day + dt.timedelta(days=1))
     count_day_table(PRODUCER_ERROR_COUNTS, spark, window, database)  # warm-up: jars, JVM, connector
     start = time.perf_counter()
-    table = count_day_table(PRODUCER_ERROR_COUNTS, spark, window, database)
+    counted = count_day_table(PRODUCER_ERROR_COUNTS, spark, window, database)
     seconds = time.perf_counter() - start
-    assert int(table["total_inferences"].sum()) == TABLE_DOCS
+    assert counted.by_tallies == int(counted.rows["total_inferences"].sum()) == TABLE_DOCS
     start = time.perf_counter()
-    by_record = count_day_table(PRODUCER_ERROR_COUNTS, spark, window, database, on_server=False)
+    by_record = count_day_table(PRODUCER_ERROR_COUNTS, spark, window, database, on_server=False).rows
     records_s = time.perf_counter() - start
-    assert by_record.equals(table), (by_record, table)
+    assert by_record.equals(counted.rows), (by_record, counted.rows)
     timings = {}
     for name, match in (("ceiling", {"inferred_at": {"$gte": window.start, "$lt": window.end}}),
                         ("window", window.mongo_filter())):

@@ -115,6 +115,8 @@ class DayTableResult:
     rows: pd.DataFrame
     days: list[str]
     records: int
+    by_tallies: int  # the window's records the server counted by their tallies
+    one_by_one: int  # the window's records without a well-formed tally, read one by one and counted on Spark
 
     @property
     def counted(self) -> int:
@@ -142,6 +144,15 @@ PENDING = "pending"
 """The verdict of a record without an inference (tallies.RIGHT and tallies.WRONG are the others)."""
 VERDICT_COLUMNS = ("day", "key", RIGHT, WRONG, PENDING)
 """The window's records counted per (day, row key) and verdict: what every day table is computed from."""
+
+
+@dataclass(frozen=True)
+class Counted:
+    """Rows counted from a window's records, and how many of those records the server's tallies and Spark counted."""
+
+    rows: pd.DataFrame
+    by_tallies: int
+    one_by_one: int
 
 
 def _inferences(spark: Any, database: str, schema: Any, pipeline: list[dict[str, Any]]) -> Any:
@@ -185,8 +196,7 @@ def _record_verdicts(spark: Any, window: Window, database: str, source: str, mat
     return [tuple(row) for row in counts.collect()]
 
 
-def verdict_counts(table: DayTable, spark: Any, window: Window, database: str, on_server: bool = True
-                   ) -> pd.DataFrame:
+def verdict_counts(table: DayTable, spark: Any, window: Window, database: str, on_server: bool = True) -> Counted:
     """The window's inference records counted per (day, the table's row key) and verdict: VERDICT_COLUMNS, sorted.
 
     The server groups the records by the table's tally, which the drain writes into each; only the records without
@@ -206,14 +216,16 @@ def verdict_counts(table: DayTable, spark: Any, window: Window, database: str, o
                 others.append(value)
         # $nin also matches a missing tally and one of another BSON type
         match = None if not others else {table.tally: None} if others == [None] else {table.tally: {"$nin": tallied}}
+    by_tallies = sum(n for *_, n in rows)
     if match is not None:
         rows += _record_verdicts(spark, window, database, table.source, match)
     totals: dict[tuple[str, Any], dict[str, int]] = {}
     for day, key, verdict, n in rows:
         totals.setdefault((day, key), dict.fromkeys((RIGHT, WRONG, PENDING), 0))[verdict] += n
     ordered = sorted(totals.items(), key=lambda item: (item[0][0], item[0][1] is None, item[0][1] or ""))
-    return pd.DataFrame([(day, key, *counts.values()) for (day, key), counts in ordered],
-                        columns=list(VERDICT_COLUMNS)).astype({RIGHT: "int64", WRONG: "int64", PENDING: "int64"})
+    verdicts = pd.DataFrame([(day, key, *counts.values()) for (day, key), counts in ordered],
+                            columns=list(VERDICT_COLUMNS)).astype({RIGHT: "int64", WRONG: "int64", PENDING: "int64"})
+    return Counted(verdicts, by_tallies, sum(n for *_, n in rows) - by_tallies)
 
 
 def count_producer_errors(verdicts: pd.DataFrame) -> pd.DataFrame:
@@ -237,10 +249,10 @@ def count_class_accuracy(verdicts: pd.DataFrame) -> pd.DataFrame:
     return counts[list(CLASS_COLUMNS)]
 
 
-def count_day_table(table: DayTable, spark: Any, window: Window, database: str, on_server: bool = True
-                    ) -> pd.DataFrame:
+def count_day_table(table: DayTable, spark: Any, window: Window, database: str, on_server: bool = True) -> Counted:
     """The table's rows for the window's records (see verdict_counts)."""
-    return table.count(verdict_counts(table, spark, window, database, on_server))
+    counted = verdict_counts(table, spark, window, database, on_server)
+    return Counted(table.count(counted.rows), counted.by_tallies, counted.one_by_one)
 
 
 PRODUCER_ERROR_COUNTS = DayTable(
@@ -271,8 +283,8 @@ def write_day_table(table: DayTable, window: Window, spark: Any, database: Datab
                     ) -> DayTableResult:
     """Count the window's days (records of `database`; see verdict_counts), replace their rows in Mongo and the lake,
     and count the window's records that the checks compare the table with."""
-    rows = count_day_table(table, spark, window, database.name)
+    counted = count_day_table(table, spark, window, database.name)
     days = window.days()
-    replace_days(rows, days, table.key, database[table.collection], table.name, lake)
+    replace_days(counted.rows, days, table.key, database[table.collection], table.name, lake)
     records = database[INFERENCE_COLLECTION].count_documents(window.mongo_filter())
-    return DayTableResult(table, rows, days, records)
+    return DayTableResult(table, counted.rows, days, records, counted.by_tallies, counted.one_by_one)

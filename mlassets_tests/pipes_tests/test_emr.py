@@ -181,6 +181,9 @@ def test_pipes_round_trip_on_a_fake_emr_cluster(emr: EMRPipesResource, aws: dict
     assert result.success
     (materialization,) = result.asset_materializations_for_node("producer_error_counts")
     assert materialization.metadata["dagster/row_count"].value == 2
+    # the fixture's records carry no tallies: the day's 6 are read one by one on the cluster's Spark
+    assert materialization.metadata["records_counted_by_tallies"].value == 0
+    assert materialization.metadata["records_read_one_by_one"].value == 6
     assert {c.check_name: c.passed for c in result.get_asset_check_evaluations()} == {
         "totals_match_records": True, "error_rate_in_bounds": True}
     rows = LakeResource(root=str(tmp_path / "lake")).read_parquet("producer_error_counts", "2026-11-20")

@@ -56,6 +56,8 @@ def _day_table(context: AssetExecutionContext, config: DayTablesConfig, spark: S
         "dagster/row_count": len(result.rows),
         "dagster/column_schema": column_schema(result.rows, dict(table.columns)),
         "days": result.days_label,
+        "records_counted_by_tallies": result.by_tallies,
+        "records_read_one_by_one": result.one_by_one,
         "table": MetadataValue.md(preview),
         "mongo_collection": f"{config.database}.{table.collection}",
     })

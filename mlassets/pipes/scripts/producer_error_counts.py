@@ -51,6 +51,8 @@ def main() -> None:
         pipes.report_asset_materialization(metadata={
             "dagster/row_count": {"raw_value": len(result.rows), "type": "int"},
             "days": {"raw_value": result.days_label, "type": "text"},
+            "records_counted_by_tallies": {"raw_value": result.by_tallies, "type": "int"},
+            "records_read_one_by_one": {"raw_value": result.one_by_one, "type": "int"},
             "table": {"raw_value": markdown_table(result.rows, max_rows=50), "type": "md"},
             "columns": {"raw_value": ", ".join(table.columns), "type": "text"},
             "mongo_collection": {"raw_value": f"{extras['database']}.{table.collection}", "type": "text"},

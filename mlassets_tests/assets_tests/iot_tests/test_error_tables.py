@@ -63,6 +63,9 @@ def test_day_tables_count_wrong_pending_and_rates(local_resources: dict, spark, 
                          resources=_resources(local_resources, tmp_path))
     assert result.success
     assert all(check.passed for check in result.get_asset_check_evaluations())
+    metadata = result.asset_materializations_for_node("producer_error_counts")[0].metadata
+    # the fixture's records carry no tallies (as records written before them): all 6 of the day read one by one
+    assert (metadata["records_counted_by_tallies"].value, metadata["records_read_one_by_one"].value) == (0, 6)
     producers = LakeResource(root=str(tmp_path)).read_parquet("producer_error_counts", "2026-11-20")
     assert producers.to_dict("records") == [
         {"day": "2026-11-20", "producer_id": "producer-1", "wrong_inference_count": 1, "total_inferences": 3,
@@ -184,7 +187,9 @@ def test_tallied_records_are_counted_on_the_server_and_the_rest_one_by_one(stack
 
     producers, classes = _expected_tables(docs, window)
     for on_server in (True, False):
-        pd.testing.assert_frame_equal(count_day_table(PRODUCER_ERROR_COUNTS, spark, window, database, on_server),
-                                      producers, check_dtype=False)
-        pd.testing.assert_frame_equal(count_day_table(CLASS_ACCURACY, spark, window, database, on_server), classes,
-                                      check_dtype=False)
+        counted = count_day_table(PRODUCER_ERROR_COUNTS, spark, window, database, on_server)
+        pd.testing.assert_frame_equal(counted.rows, producers, check_dtype=False)
+        assert (counted.by_tallies, counted.one_by_one) == (
+            (len(tallied), len(in_window) - len(tallied)) if on_server else (0, len(in_window)))
+        pd.testing.assert_frame_equal(count_day_table(CLASS_ACCURACY, spark, window, database, on_server).rows,
+                                      classes, check_dtype=False)

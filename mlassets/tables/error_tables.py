@@ -21,7 +21,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from mlassets.names import CLASS_ACCURACY_COLLECTION, INFERENCE_COLLECTION, WRONG_INFERENCE_STATS_COLLECTION
-from mlassets.tables.tallies import CLASS_TALLY, PRODUCER_TALLY, RIGHT, WRONG, parse_tally
+from mlassets.tables.tallies import CLASS_TALLY, PENDING, PRODUCER_TALLY, RIGHT, WRONG, parse_tally
 
 PRODUCER_COLUMNS = {
     "day": "UTC day of inferred_at (sent_at for pending records)",
@@ -140,8 +140,6 @@ class DayTableResult:
         ]
 
 
-PENDING = "pending"
-"""The verdict of a record without an inference (tallies.RIGHT and tallies.WRONG are the others)."""
 VERDICT_COLUMNS = ("day", "key", RIGHT, WRONG, PENDING)
 """The window's records counted per (day, row key) and verdict: what every day table is computed from."""
 
@@ -204,28 +202,28 @@ def verdict_counts(table: DayTable, spark: Any, window: Window, database: str, o
     INFERENCE_FIELDS, and are counted on Spark. `on_server=False` reads every record one by one instead (how the
     tables were counted before the tallies).
     """
-    rows: list[tuple[str, Any, str, int]] = []
-    match: dict[str, Any] | None = {}
+    tallied: list[tuple[str, Any, str, int]] = []
+    one_by_one: list[tuple[str, Any, str, int]] = []
     if on_server:
-        tallied, others = [], []
+        values, others = [], []
         for value, n in _server_tallies(spark, window, database, table.tally):
             try:
-                rows.append((*parse_tally(value), n))
-                tallied.append(value)
+                tallied.append((*parse_tally(value), n))
+                values.append(value)
             except (TypeError, ValueError):  # no tally (None), or a value the drain does not write
                 others.append(value)
-        # $nin also matches a missing tally and one of another BSON type
-        match = None if not others else {table.tally: None} if others == [None] else {table.tally: {"$nin": tallied}}
-    by_tallies = sum(n for *_, n in rows)
-    if match is not None:
-        rows += _record_verdicts(spark, window, database, table.source, match)
+        if others:  # $nin also matches a missing tally and one of another BSON type
+            match = {table.tally: None} if others == [None] else {table.tally: {"$nin": values}}
+            one_by_one = _record_verdicts(spark, window, database, table.source, match)
+    else:
+        one_by_one = _record_verdicts(spark, window, database, table.source, {})
     totals: dict[tuple[str, Any], dict[str, int]] = {}
-    for day, key, verdict, n in rows:
+    for day, key, verdict, n in tallied + one_by_one:
         totals.setdefault((day, key), dict.fromkeys((RIGHT, WRONG, PENDING), 0))[verdict] += n
     ordered = sorted(totals.items(), key=lambda item: (item[0][0], item[0][1] is None, item[0][1] or ""))
     verdicts = pd.DataFrame([(day, key, *counts.values()) for (day, key), counts in ordered],
                             columns=list(VERDICT_COLUMNS)).astype({RIGHT: "int64", WRONG: "int64", PENDING: "int64"})
-    return Counted(verdicts, by_tallies, sum(n for *_, n in rows) - by_tallies)
+    return Counted(verdicts, sum(n for *_, n in tallied), sum(n for *_, n in one_by_one))
 
 
 def count_producer_errors(verdicts: pd.DataFrame) -> pd.DataFrame:

@@ -16,8 +16,8 @@ PRODUCER_TALLY = "tally_producer"
 """The field of an inference record that holds its producer_error_counts tally: `<day>|<producer_id>|<verdict>`."""
 CLASS_TALLY = "tally_class"
 """The field of an inference record that holds its class_accuracy tally: `<day>|<GroundTruth>|<verdict>`."""
-RIGHT, WRONG = "right", "wrong"
-"""The verdicts of an inferred record: its InferredValue equals its GroundTruth, or not."""
+RIGHT, WRONG, PENDING = "right", "wrong", "pending"
+"""The verdicts of a record: its InferredValue equals its GroundTruth, or not, or it has none yet (never tallied)."""
 
 _TALLY = re.compile(r"(\d{4}-\d{2}-\d{2})\|(.*)\|(right|wrong)", re.DOTALL)
 
@@ -33,16 +33,19 @@ class Tally(NamedTuple):
 def tally_key(inferred_at: dt.datetime, key: str, right: bool) -> str:
     """The tally of a record inferred at `inferred_at` (timezone-aware) under the row key `key`, which may hold any
     character (parse_tally splits the day off the left and the verdict off the right)."""
-    if inferred_at.tzinfo is None:
-        raise ValueError(f"a tally needs a timezone-aware inferred_at, got {inferred_at!r}")
-    return f"{inferred_at.astimezone(dt.timezone.utc).date().isoformat()}|{key}|{RIGHT if right else WRONG}"
+    return f"{_utc_day(inferred_at)}|{key}|{RIGHT if right else WRONG}"
 
 
 def record_tallies(inferred_at: dt.datetime, producer_id: str, ground_truth: str, inferred: str) -> dict[str, str]:
-    """The tally fields of an inferred record, for each day table."""
-    right = inferred == ground_truth
-    return {PRODUCER_TALLY: tally_key(inferred_at, producer_id, right),
-            CLASS_TALLY: tally_key(inferred_at, ground_truth, right)}
+    """The tally fields of an inferred record, for each day table (tally_key's format, the day computed once)."""
+    day, verdict = _utc_day(inferred_at), RIGHT if inferred == ground_truth else WRONG
+    return {PRODUCER_TALLY: f"{day}|{producer_id}|{verdict}", CLASS_TALLY: f"{day}|{ground_truth}|{verdict}"}
+
+
+def _utc_day(inferred_at: dt.datetime) -> str:
+    if inferred_at.tzinfo is None:
+        raise ValueError(f"a tally needs a timezone-aware inferred_at, got {inferred_at!r}")
+    return inferred_at.astimezone(dt.timezone.utc).date().isoformat()
 
 
 def parse_tally(tally: str) -> Tally:

@@ -185,3 +185,35 @@ def test_feature_partitions(master: str, parallelism: int, partitions: int, expe
 
     config = FruitFeaturesConfig(partitions=partitions, images_per_partition=1000)
     assert feature_partitions(config, master, parallelism, 2500) == expected
+
+
+def test_summary_flags_missing_wrong_size_and_non_finite_features(spark) -> None:
+    from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+
+    from mlassets.assets.fruits.features import summarise
+
+    nan, inf = float("nan"), float("inf")
+    good = [0.5] * mf.FEATURE_SIZE
+    rows = {
+        "good": good,
+        "nan_inside": good[:7] + [nan] + good[8:],
+        "nan_only": [nan] * mf.FEATURE_SIZE,
+        "plus_inf": good[:-1] + [inf],
+        "minus_inf": [-inf] + good[1:],
+        "nan_and_inf": [nan, -inf] + good[2:],
+        "short": good[:-1],
+        "missing": None,
+    }
+    schema = StructType([StructField("path", StringType()), StructField("label", StringType()),
+                         StructField("features", ArrayType(FloatType()))])
+    frame = spark.createDataFrame([(path, "fruit", features) for path, features in rows.items()], schema)
+    summary = summarise(frame).set_index("path")
+
+    oracle = {path: not np.isfinite(features).all() for path, features in rows.items() if features is not None}
+    present = summary[~summary["missing"]]
+    assert present["not_finite"].to_dict() == oracle
+    assert summary["missing"].to_dict() == {path: features is None for path, features in rows.items()}
+    assert present["wrong_size"].to_dict() == {path: len(features) != mf.FEATURE_SIZE
+                                               for path, features in rows.items() if features is not None}
+    assert summary.loc["good", "min"] == summary.loc["good", "max"] == 0.5
+    assert summary.loc["minus_inf", "min"] == -inf and summary.loc["plus_inf", "max"] == inf

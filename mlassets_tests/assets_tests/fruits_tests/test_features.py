@@ -202,6 +202,7 @@ def test_summary_flags_missing_wrong_size_and_non_finite_features(spark) -> None
         "minus_inf": [-inf] + good[1:],
         "nan_and_inf": [nan, -inf] + good[2:],
         "short": good[:-1],
+        "empty": [],
         "missing": None,
     }
     schema = StructType([StructField("path", StringType()), StructField("label", StringType()),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import pandas as pd
@@ -108,15 +108,22 @@ class CheckOutcome:
 
 
 @dataclass(frozen=True)
-class DayTableResult:
-    """What one run wrote: the table's rows for the window's days, and the records Mongo holds for the window."""
+class Counted:
+    """Rows counted from a window's records, and how many of those records the server's tallies and Spark counted."""
 
-    table: DayTable
     rows: pd.DataFrame
-    days: list[str]
-    records: int
     by_tallies: int  # the window's records the server counted by their tallies
     one_by_one: int  # the window's records without a well-formed tally, read one by one and counted on Spark
+
+
+@dataclass(frozen=True)
+class DayTableResult(Counted):
+    """What one run wrote: the table's rows for the window's days (as counted), and the records Mongo holds for the
+    window."""
+
+    table: DayTable
+    days: list[str]
+    records: int
 
     @property
     def counted(self) -> int:
@@ -142,15 +149,6 @@ class DayTableResult:
 
 VERDICT_COLUMNS = ("day", "key", RIGHT, WRONG, PENDING)
 """The window's records counted per (day, row key) and verdict: what every day table is computed from."""
-
-
-@dataclass(frozen=True)
-class Counted:
-    """Rows counted from a window's records, and how many of those records the server's tallies and Spark counted."""
-
-    rows: pd.DataFrame
-    by_tallies: int
-    one_by_one: int
 
 
 def _inferences(spark: Any, database: str, schema: Any, pipeline: list[dict[str, Any]]) -> Any:
@@ -250,7 +248,7 @@ def count_class_accuracy(verdicts: pd.DataFrame) -> pd.DataFrame:
 def count_day_table(table: DayTable, spark: Any, window: Window, database: str, on_server: bool = True) -> Counted:
     """The table's rows for the window's records (see verdict_counts)."""
     counted = verdict_counts(table, spark, window, database, on_server)
-    return Counted(table.count(counted.rows), counted.by_tallies, counted.one_by_one)
+    return replace(counted, rows=table.count(counted.rows))
 
 
 PRODUCER_ERROR_COUNTS = DayTable(
@@ -285,4 +283,4 @@ def write_day_table(table: DayTable, window: Window, spark: Any, database: Datab
     days = window.days()
     replace_days(counted.rows, days, table.key, database[table.collection], table.name, lake)
     records = database[INFERENCE_COLLECTION].count_documents(window.mongo_filter())
-    return DayTableResult(table, counted.rows, days, records, counted.by_tallies, counted.one_by_one)
+    return DayTableResult(**vars(counted), table=table, days=days, records=records)

@@ -33,13 +33,18 @@ class Tally(NamedTuple):
 def tally_key(inferred_at: dt.datetime, key: str, right: bool) -> str:
     """The tally of a record inferred at `inferred_at` (timezone-aware) under the row key `key`, which may hold any
     character (parse_tally splits the day off the left and the verdict off the right)."""
-    return f"{_utc_day(inferred_at)}|{key}|{RIGHT if right else WRONG}"
+    return _tally(_utc_day(inferred_at), key, RIGHT if right else WRONG)
 
 
 def record_tallies(inferred_at: dt.datetime, producer_id: str, ground_truth: str, inferred: str) -> dict[str, str]:
-    """The tally fields of an inferred record, for each day table (tally_key's format, the day computed once)."""
+    """The tally fields of an inferred record, for each day table (as tally_key writes them, the day computed once)."""
     day, verdict = _utc_day(inferred_at), RIGHT if inferred == ground_truth else WRONG
-    return {PRODUCER_TALLY: f"{day}|{producer_id}|{verdict}", CLASS_TALLY: f"{day}|{ground_truth}|{verdict}"}
+    return {PRODUCER_TALLY: _tally(day, producer_id, verdict), CLASS_TALLY: _tally(day, ground_truth, verdict)}
+
+
+def _tally(day: str, key: str, verdict: str) -> str:
+    """The tally `<day>|<key>|<verdict>`, the shape _TALLY parses."""
+    return f"{day}|{key}|{verdict}"
 
 
 def _utc_day(inferred_at: dt.datetime) -> str:

@@ -85,7 +85,7 @@ def plain_loop(paths: list[Path], k: int) -> dict[str, float]:
             "first_trace_seconds": (ready - built) - predict_seconds * 32 / len(paths)}
 
 
-def spark_floor_seconds(session: Any, images_uri: str, partitions: int) -> float:
+def spark_floor_seconds(session: Any, lake: Any, partitions: int) -> float:
     """Seconds of the feature job with a UDF that returns zeros instead of decoding and predicting: the same files
     read, the same rows through Arrow both ways and into the cache, the same summary; best of two, warm."""
     from pyspark.sql import functions as F
@@ -102,7 +102,7 @@ def spark_floor_seconds(session: Any, images_uri: str, partitions: int) -> float
 
     best = float("inf")
     for _ in range(2):
-        computed = image_features(session, images_uri, partitions, zeros)
+        computed = image_features(session, lake, partitions, zeros)
         started = time.perf_counter()
         summarise(computed)
         best = min(best, time.perf_counter() - started)
@@ -135,8 +135,6 @@ def svd_seconds(dims: int) -> float:
 
 def run(stack: Any = None) -> None:
     from mlassets.assets.fruits import fruit_features, fruit_images, fruit_pca
-    from mlassets.assets.fruits.images import ASSET as IMAGES_ASSET
-    from mlassets.assets.fruits.images import IMAGES_DIR
     from mlassets.datasets.fruits360 import find_fruits
     from mlassets.resources import DatasetsResource, LakeParquetIOManager, LakeResource, SparkResource
 
@@ -161,8 +159,7 @@ def run(stack: Any = None) -> None:
         with PeakTreeRss() as warm_rss:
             warm = _materialize([fruit_features], resources,
                                 {"fruit_features": config["fruit_features"]})["fruit_features"]
-        images_uri = lake.spark_uri(IMAGES_ASSET, IMAGES_DIR)
-        floors = {"warm": spark_floor_seconds(spark.spark_session, images_uri, warm["partitions"])}
+        floors = {"warm": spark_floor_seconds(spark.spark_session, lake, warm["partitions"])}
         floors["cold"] = floors["warm"]  # plus TensorFlow's build and first trace of the model, below
         # MLlib's own Pipeline.fit on the same features in the same session, for the PCA fit's comparison
         mllib = _materialize([fruit_features, fruit_pca], resources, {"fruit_pca": {"config": {"fit": "mllib"}}},
@@ -174,7 +171,7 @@ def run(stack: Any = None) -> None:
         with PeakTreeRss() as all_rss:
             every = _materialize([fruit_features], resources,
                                  {"fruit_features": config["fruit_features"]})["fruit_features"]
-        floors["warm_all_images"] = spark_floor_seconds(spark.spark_session, images_uri, every["partitions"])
+        floors["warm_all_images"] = spark_floor_seconds(spark.spark_session, lake, every["partitions"])
         spark.spark_session.stop()
     rows = cold["fruit_features"]["dagster/row_count"]
     with multiprocessing.get_context("spawn").Pool(1) as pool:  # a fresh process: TensorFlow not yet imported

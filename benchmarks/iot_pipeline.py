@@ -63,6 +63,11 @@ def _cpu_by_process(stack: LocalStack) -> dict[str, float]:
             "ferretdb": cpu_seconds(stack.mongo.proc.pid())}
 
 
+def _cpu_ms_per_image(before: dict[str, float], after: dict[str, float], images: int) -> dict[str, float]:
+    """CPU milliseconds per image of each process between two _cpu_by_process readings."""
+    return {k: round(1000 * (v - before[k]) / images, 3) for k, v in after.items()}
+
+
 def _new_topic(kafka: KafkaResource) -> str:
     topic = f"bench_images_{uuid.uuid4().hex[:8]}"
     admin = kafka.admin()
@@ -110,7 +115,7 @@ def pipeline(stack: LocalStack) -> None:
     producers.join(timeout=120)
     assert producers.exitcode == 0, f"the producer process exited with {producers.exitcode}"
     assert concurrent.stored == total and database["e2e"].count_documents({}) == total
-    end_to_end_cpu = {k: round(1000 * (v - cpu_before[k]) / total, 3) for k, v in cpu_after.items()}
+    end_to_end_cpu = _cpu_ms_per_image(cpu_before, cpu_after, total)
     end_to_end_cpu["producers"] = round(1000 * producer_cpu_s / total, 3)
 
     # the drain alone: librdkafka's consumer (the default), then kafka-python's on a topic filled the same way
@@ -153,7 +158,7 @@ def _drain_only(stack: LocalStack, kafka: KafkaResource, images, classify, colle
     cpu_before = _cpu_by_process(stack)
     drained = drain_inference(kafka, collection, classify, "bench:v1", topic=topic, group=f"g-{topic}",
                               batch_size=BATCH, client=client)
-    drain_cpu = {k: round(1000 * (v - cpu_before[k]) / total, 3) for k, v in _cpu_by_process(stack).items()}
+    drain_cpu = _cpu_ms_per_image(cpu_before, _cpu_by_process(stack), total)
     assert drained.stored == total and collection.count_documents({}) == total
     return drained, produced, drain_cpu
 

@@ -112,11 +112,12 @@ def feature_udf(h5: "object", weights: "FeatureWeights", batch_size: int, thread
     return mobilenet_features
 
 
-def image_features(session: SparkSession, images_uri: str, partitions: int, udf: Callable[[str], Column]
+def image_features(session: SparkSession, lake: LakeResource, partitions: int, udf: Callable[[str], Column]
                    ) -> SparkDF:
-    """The images under `images_uri` (recursive) in `partitions` tasks as path, label and `udf(content)` features,
+    """fruit_images' copies in the lake (recursive) in `partitions` tasks as path, label and `udf(content)` features,
     cached when first computed."""
-    images = session.read.format("binaryFile").option("recursiveFileLookup", "true").load(images_uri)
+    images = (session.read.format("binaryFile").option("recursiveFileLookup", "true")
+              .load(lake.spark_uri(IMAGES_ASSET, IMAGES_DIR)))
     listed = images.rdd.getNumPartitions()
     # binaryFile packs ~30 small files per partition: merge them (no shuffle) or spread them to `partitions` tasks.
     images = images.coalesce(partitions) if listed >= partitions else images.repartition(partitions)
@@ -179,7 +180,7 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
     builds, batches, cold_imports = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0)
     udf = feature_udf(sc.broadcast(weights.h5), weights, config.batch_size, config.threads_per_worker, builds, batches,
                       cold_imports)
-    computed = image_features(session, lake.spark_uri(IMAGES_ASSET, IMAGES_DIR), partitions, udf)
+    computed = image_features(session, lake, partitions, udf)
     computing = time.perf_counter()
     summary = summarise(computed)
     seconds, total = time.perf_counter() - computing, len(summary)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa  # at module level: the Arrow UDF's string annotations resolve against these globals
 
 from benchmarks.common import PeakTreeRss, report
 from mlassets.paths import sample_data_dir
@@ -92,13 +92,12 @@ def spark_floor_seconds(session: Any, lake: Any, partitions: int) -> float:
     from pyspark.sql.types import ArrayType, FloatType
 
     from mlassets.assets.fruits.features import image_features, summarise
-    from mlassets.models.mobilenet_features import FEATURE_SIZE
+    from mlassets.models.mobilenet_features import FEATURE_SIZE, feature_lists
 
-    @F.pandas_udf(ArrayType(FloatType()))
-    def zeros(contents: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        row = np.zeros(FEATURE_SIZE, np.float32)
+    @F.arrow_udf(ArrayType(FloatType()))
+    def zeros(contents: Iterator[pa.Array]) -> Iterator[pa.Array]:
         for batch in contents:
-            yield pd.Series([row] * len(batch), dtype=object)
+            yield feature_lists(len(batch), np.arange(len(batch)), np.zeros((len(batch), FEATURE_SIZE), np.float32))
 
     best = float("inf")
     for _ in range(2):

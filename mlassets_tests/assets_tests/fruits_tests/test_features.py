@@ -4,6 +4,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -218,3 +219,20 @@ def test_summary_flags_missing_wrong_size_and_non_finite_features(spark) -> None
                                                for path, features in rows.items() if features is not None}
     assert summary.loc["good", "min"] == summary.loc["good", "max"] == 0.5
     assert summary.loc["minus_inf", "min"] == -inf and summary.loc["plus_inf", "max"] == inf
+
+
+def test_feature_lists_put_each_row_at_its_position_and_null_elsewhere() -> None:
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((3, 4)).astype(np.float32)
+    lists = mf.feature_lists(6, np.array([0, 2, 5]), matrix)
+    assert lists.type == pa.list_(pa.float32()) and len(lists) == 6
+    assert lists.null_count == 3 and [v is None for v in lists.to_pylist()] == [False, True, False, True, True, False]
+    for position, row in zip((0, 2, 5), matrix):
+        np.testing.assert_array_equal(np.asarray(lists[position].values), row)
+    assert mf.feature_lists(2, np.empty(0, np.int64), np.empty((0, 4), np.float32)).null_count == 2
+
+
+def test_feature_lists_refuse_a_batch_their_offsets_cannot_hold() -> None:
+    huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(2**21, 2**10), strides=(0, 0))
+    with pytest.raises(ValueError, match="maxRecordsPerBatch"):
+        mf.feature_lists(2**21, np.arange(2**21), huge)

@@ -94,7 +94,7 @@ def feature_udf(h5: "object", weights: "FeatureWeights", batch_size: int, thread
     (None for a seeded init) come from the broadcast `h5`, the rest of `weights` with the function. Arrow both ways:
     a pandas UDF's return made each vector a Python list of 1,280 NumPy scalars before Arrow read it (50-75 ms for
     320 vectors, against 4 ms from the arrays). What it calls lives in mlassets.models: a worker that imported this
-    module would import Dagster too (1.2 s more on the cold job)."""
+    module would import Dagster too (1.0 s more on the cold job)."""
     seed, name, weights_sha256 = weights.seed, weights.name, weights.sha256
 
     @F.arrow_udf(ArrayType(FloatType()))

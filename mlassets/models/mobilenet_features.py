@@ -223,8 +223,7 @@ def feature_matrix(model: "keras.Model", contents: Sequence[bytes | None],
     positions: list[int] = []
     rows: list[np.ndarray] = []
     # Decoded a batch at a time: an Arrow batch of 10,000 images would be 6 GB of float32 arrays at once. (Decoding
-    # the next batch on a thread while the model runs gained nothing: 0.6 ms an image beside 8-9 ms of predict on
-    # the same cores; again in one Spark session, 12 alternating rounds of 320 images: 3.48 s against 3.45 s.)
+    # the next batch on a thread while the model runs gained nothing in the Spark worker: TensorFlow fills the cores.)
     for batch_positions, batch in decoded_batches(contents, batch_size):
         positions.extend(batch_positions)
         rows.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))

@@ -91,10 +91,9 @@ def warm_workers(session: "object", partitions: int, threads: int) -> float:
 def feature_udf(h5: "object", weights: "FeatureWeights", batch_size: int, threads: int, builds: "object",
                 batches: "object", cold_imports: "object"):
     """The iterator Arrow UDF: image bytes -> float32[1280] (null when undecodable); the .h5 bytes of the weights
-    (None for a seeded init) come from the broadcast `h5`, the rest of `weights` with the function. Arrow both ways:
-    a pandas UDF's return made each vector a Python list of 1,280 NumPy scalars before Arrow read it (50-75 ms for
-    320 vectors, against 4 ms from the arrays). What it calls lives in mlassets.models: a worker that imported this
-    module would import Dagster too (1.0 s more on the cold job)."""
+    (None for a seeded init) come from the broadcast `h5`, the rest of `weights` with the function."""
+    # Arrow, not pandas: a pandas UDF's return made each vector a Python list of 1,280 scalars first (50-80 ms per
+    # 320). What it calls lives in mlassets.models: importing this module in a worker imports Dagster (1.0 s).
     seed, name, weights_sha256 = weights.seed, weights.name, weights.sha256
 
     @F.arrow_udf(ArrayType(FloatType()))

@@ -236,3 +236,14 @@ def test_feature_lists_refuse_a_batch_their_offsets_cannot_hold() -> None:
     huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(2**21, 2**10), strides=(0, 0))
     with pytest.raises(ValueError, match="maxRecordsPerBatch"):
         mf.feature_lists(2**21, np.arange(2**21), huge)
+
+
+def test_a_batch_where_nothing_decodes_is_all_null_and_never_reaches_the_model() -> None:
+    class Untouchable:
+        def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+            raise AssertionError("the model was called without an image")
+
+    positions, matrix = mf.feature_matrix(Untouchable(), [b"text", None, b""], batch_size=2)
+    assert positions.shape == (0,) and matrix.shape == (0, mf.FEATURE_SIZE)
+    lists = mf.feature_lists(3, positions, matrix)
+    assert lists.to_pylist() == [None, None, None]

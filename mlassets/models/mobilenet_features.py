@@ -238,13 +238,11 @@ def feature_lists(count: int, positions: np.ndarray, matrix: np.ndarray) -> pa.L
     if matrix.size > np.iinfo(np.int32).max:
         raise ValueError(f"{matrix.size} features in one Arrow batch overflow its 32-bit offsets: lower "
                          "spark.sql.execution.arrow.maxRecordsPerBatch")
-    lengths = np.zeros(count, np.int32)
-    lengths[positions] = matrix.shape[1]
+    present = np.zeros(count, bool)
+    present[positions] = True
     offsets = np.zeros(count + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    missing = np.ones(count, bool)
-    missing[positions] = False
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.reshape(-1)), mask=pa.array(missing))
+    np.cumsum(present * np.int32(matrix.shape[1]), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.reshape(-1)), mask=pa.array(~present))
 
 
 def extract_features(model: "keras.Model", contents: Sequence[bytes | None],

@@ -149,12 +149,14 @@ def build_from(weights: FeatureWeights) -> "keras.Model":
 
 _MODELS: dict[str, "keras.Model"] = {}
 _MODELS_LOCK = threading.Lock()
+_STARTED: set[str] = set()  # the weights whose model a build_in_background thread builds or built
+_STARTED_LOCK = threading.Lock()
 
 
-def cached_model(weights_sha256: str, weights: Callable[[], FeatureWeights], threads: int = 0
-                 ) -> tuple["keras.Model", bool]:
+def cached_model(weights_sha256: str, weights: Callable[[], FeatureWeights], threads: int = 0,
+                 trace_batch: int = 0) -> tuple["keras.Model", bool]:
     """This process's feature model for the weights (built on first use only, TensorFlow capped at `threads` when
-    > 0); True when it was built now."""
+    > 0, and run once on a zero batch of `trace_batch` images when > 0); True when it was built now."""
     with _MODELS_LOCK:
         model = _MODELS.get(weights_sha256)
         if model is not None:
@@ -164,8 +166,31 @@ def cached_model(weights_sha256: str, weights: Callable[[], FeatureWeights], thr
             raise ValueError(f"feature model weights do not match their sha256 {weights_sha256}")
         import_keras(threads)  # the first import in a Spark worker, where the jars would slow it
         model = build_from(shipped)
+        if trace_batch > 0:  # Keras traces the predict function and oneDNN sets up its kernels on the first call
+            model.predict_on_batch(np.zeros((trace_batch, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
         _MODELS[weights_sha256] = model
         return model, True
+
+
+def build_in_background(weights: FeatureWeights, threads: int = 0, trace_batch: int = 0) -> threading.Thread | None:
+    """A thread building (and tracing) this process's model for `weights`, or None when it is built or being built
+    already; a `cached_model` call meanwhile waits for it."""
+    sha256 = weights.sha256
+    with _STARTED_LOCK:
+        if sha256 in _MODELS or sha256 in _STARTED:
+            return None
+        _STARTED.add(sha256)
+
+    def build() -> None:
+        try:
+            cached_model(sha256, lambda: weights, threads, trace_batch)
+        except Exception:  # noqa: BLE001 - only a head start: the next cached_model call builds and raises it again
+            with _STARTED_LOCK:
+                _STARTED.discard(sha256)
+
+    thread = threading.Thread(target=build, name="feature-model-build", daemon=True)
+    thread.start()
+    return thread
 
 
 def decode_pixels(data: bytes) -> np.ndarray:

@@ -72,20 +72,27 @@ def feature_partitions(config: FruitFeaturesConfig, master: str, parallelism: in
     return max(parallelism, math.ceil(images / config.images_per_partition))
 
 
-def warm_workers(session: "object", partitions: int, threads: int) -> float:
-    """Seconds spent importing Keras in `partitions` Python workers with an Arrow UDF job, so the feature UDF's tasks
-    reuse warm workers (Spark keeps a pool per kind of runner: an RDD job would warm workers the UDF never gets)."""
+def warm_workers(session: "object", partitions: int, threads: int, h5: "object", weights: "FeatureWeights",
+                 batch_size: int) -> tuple[float, int]:
+    """Seconds spent importing Keras in `partitions` Python workers with an Arrow UDF job, and how many of them then
+    started building the feature model on a thread (from the broadcast `h5` and the rest of `weights`), so the
+    feature UDF's tasks reuse warm workers whose model is built while Spark reads the images (Spark keeps a pool per
+    kind of runner: an RDD job would warm workers the UDF never gets)."""
+    seed, name = weights.seed, weights.name
 
     @F.arrow_udf("long")
     def import_keras_once(ids: pa.Array) -> pa.Array:
+        from mlassets.models.mobilenet_features import FeatureWeights, build_in_background
         from mlassets.models.worker_imports import import_keras
 
         import_keras(threads)
-        return ids
+        # the broadcast is read here, in the task: the worker registers it for the task's duration
+        building = build_in_background(FeatureWeights(h5.value, seed, name), threads, batch_size) is not None
+        return pa.array([int(building)] * len(ids), pa.int64())
 
     started = time.perf_counter()
-    session.range(0, partitions, 1, partitions).select(import_keras_once("id")).collect()
-    return time.perf_counter() - started
+    builds = session.range(0, partitions, 1, partitions).select(import_keras_once("id").alias("builds")).collect()
+    return time.perf_counter() - started, sum(row.builds for row in builds)
 
 
 def feature_udf(h5: "object", weights: "FeatureWeights", batch_size: int, threads: int, builds: "object",
@@ -174,15 +181,17 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
     expected = len(lake.read_parquet(IMAGES_ASSET, MANIFEST_DIR, columns=["path"]))
     partitions = feature_partitions(config, sc.master, sc.defaultParallelism, expected)
     weights = feature_weights(choice)
-    # The Python workers import TensorFlow (3.5 CPU seconds each) before the UDF's tasks reach them.
+    h5 = sc.broadcast(weights.h5)
+    # The Python workers import TensorFlow (3.5 CPU seconds each) before the UDF's tasks reach them, then build the
+    # model on a thread while the feature job lists and reads the images.
     try:
-        warmup_seconds = warm_workers(session, partitions, config.threads_per_worker)
-    except Exception as exc:  # only a head start: the UDF imports what it needs anyway
+        warmup_seconds, warmup_builds = warm_workers(session, partitions, config.threads_per_worker, h5, weights,
+                                                     config.batch_size)
+    except Exception as exc:  # only a head start: the UDF imports and builds what it needs anyway
         context.log.warning(f"fruit_features: warming the Python workers failed ({exc}); they start cold")
-        warmup_seconds = -1.0
+        warmup_seconds, warmup_builds = -1.0, 0
     builds, batches, cold_imports = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0)
-    udf = feature_udf(sc.broadcast(weights.h5), weights, config.batch_size, config.threads_per_worker, builds, batches,
-                      cold_imports)
+    udf = feature_udf(h5, weights, config.batch_size, config.threads_per_worker, builds, batches, cold_imports)
     computed = image_features(session, lake, partitions, udf)
     computing = time.perf_counter()
     summary = summarise(computed)
@@ -213,7 +222,7 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
             "partitions": partitions,
             "threads_per_worker": config.threads_per_worker,
             "udf_batches": int(batches.value),
-            "model_builds": int(builds.value),
+            "model_builds": warmup_builds + int(builds.value),
             "udf_keras_imports": int(cold_imports.value),
             "feature_min": float(stats["min"] or 0.0),
             "feature_max": float(stats["max"] or 0.0),

@@ -178,6 +178,38 @@ def test_model_is_built_once_per_process_and_weights_are_checked(seeded: tuple) 
         mf.cached_model(sha256_hex(b"the real file"), lambda: mf.FeatureWeights(b"a changed file", 0))
 
 
+def test_a_background_build_is_the_model_later_calls_get(seeded: tuple) -> None:
+    _, sha = seeded
+    shipped = mf.FeatureWeights(None, 0)
+    mf._MODELS.pop(shipped.sha256, None)
+    mf._STARTED.discard(shipped.sha256)
+    thread = mf.build_in_background(shipped, trace_batch=2)
+    assert thread is not None
+    assert mf.build_in_background(shipped, trace_batch=2) is None  # being built: no second build
+    thread.join(timeout=120)
+
+    def never() -> mf.FeatureWeights:
+        raise AssertionError("the model built in the background was built again")
+
+    model, built = mf.cached_model(shipped.sha256, never)
+    assert not built and weights_sha(model) == sha
+    assert model.predict_function is not None  # traced on the zero batch
+    assert mf.build_in_background(shipped) is None  # built: nothing to start
+
+
+def test_a_failed_background_build_is_raised_by_the_next_call() -> None:
+    broken = mf.FeatureWeights(b"these bytes are not an .h5 file", 0)
+    thread = mf.build_in_background(broken)
+    assert thread is not None
+    thread.join(timeout=120)
+    assert broken.sha256 not in mf._MODELS
+    with pytest.raises(OSError, match="file signature not found"):  # h5py's own words
+        mf.cached_model(broken.sha256, lambda: broken)
+    again = mf.build_in_background(broken)  # a failed build may be tried again
+    assert again is not None
+    again.join(timeout=120)
+
+
 @pytest.mark.parametrize("master, parallelism, partitions, expected", [
     ("local[*]", 2, 0, 1), ("local[2]", 2, 4, 4), ("spark://head:7077", 8, 0, 8), ("spark://head:7077", 2, 0, 3),
     ("yarn", 4, 1, 1)])

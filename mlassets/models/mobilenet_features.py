@@ -6,6 +6,7 @@ import io
 import os
 import tempfile
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,48 +149,60 @@ def build_from(weights: FeatureWeights) -> "keras.Model":
 
 
 _MODELS: dict[str, "keras.Model"] = {}
-_MODELS_LOCK = threading.Lock()
-_STARTED: set[str] = set()  # the weights whose model a build_in_background thread builds or built
-_STARTED_LOCK = threading.Lock()
+_MODELS_LOCK = threading.Lock()  # held while a model is built, by cached_model or by a build_in_background thread
 
 
-def cached_model(weights_sha256: str, weights: Callable[[], FeatureWeights], threads: int = 0,
-                 trace_batch: int = 0) -> tuple["keras.Model", bool]:
+def _build_locked(weights_sha256: str, shipped: FeatureWeights, trace_batch: int = 0) -> "keras.Model":
+    """The feature model of `shipped`, checked against its sha256, run once on a zero batch of `trace_batch` images
+    when > 0, and cached; the caller holds _MODELS_LOCK."""
+    if shipped.sha256 != weights_sha256:
+        raise ValueError(f"feature model weights do not match their sha256 {weights_sha256}")
+    model = build_from(shipped)
+    if trace_batch > 0:  # Keras traces the predict function and oneDNN sets up its kernels on the first call
+        model.predict_on_batch(np.zeros((trace_batch, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
+    _MODELS[weights_sha256] = model
+    return model
+
+
+def cached_model(weights_sha256: str, weights: Callable[[], FeatureWeights], threads: int = 0
+                 ) -> tuple["keras.Model", bool]:
     """This process's feature model for the weights (built on first use only, TensorFlow capped at `threads` when
-    > 0, and run once on a zero batch of `trace_batch` images when > 0); True when it was built now."""
+    > 0); True when it was built now."""
     with _MODELS_LOCK:
         model = _MODELS.get(weights_sha256)
         if model is not None:
             return model, False
         shipped = weights()
-        if shipped.sha256 != weights_sha256:
-            raise ValueError(f"feature model weights do not match their sha256 {weights_sha256}")
         import_keras(threads)  # the first import in a Spark worker, where the jars would slow it
-        model = build_from(shipped)
-        if trace_batch > 0:  # Keras traces the predict function and oneDNN sets up its kernels on the first call
-            model.predict_on_batch(np.zeros((trace_batch, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
-        _MODELS[weights_sha256] = model
-        return model, True
+        return _build_locked(weights_sha256, shipped), True
 
 
 def build_in_background(weights: FeatureWeights, threads: int = 0, trace_batch: int = 0) -> threading.Thread | None:
-    """A thread building (and tracing) this process's model for `weights`, or None when it is built or being built
-    already; a `cached_model` call meanwhile waits for it."""
+    """Keras imported now, then a thread that builds this process's model for `weights` and runs it on a zero batch of
+    `trace_batch` images; None when the model is built or a build is under way."""
+    import_keras(threads)  # here, not on the thread: it swaps sys.path for the import
     sha256 = weights.sha256
-    with _STARTED_LOCK:
-        if sha256 in _MODELS or sha256 in _STARTED:
-            return None
-        _STARTED.add(sha256)
+    if not _MODELS_LOCK.acquire(blocking=False):
+        return None
+    if sha256 in _MODELS:
+        _MODELS_LOCK.release()
+        return None
 
     def build() -> None:
+        # The lock taken above is released here, once the model is cached: a cached_model call waits for it.
         try:
-            cached_model(sha256, lambda: weights, threads, trace_batch)
-        except Exception:  # noqa: BLE001 - only a head start: the next cached_model call builds and raises it again
-            with _STARTED_LOCK:
-                _STARTED.discard(sha256)
+            _build_locked(sha256, weights, trace_batch)
+        except Exception:  # noqa: BLE001 - the next cached_model call builds again and raises it; this logs it
+            traceback.print_exc()
+        finally:
+            _MODELS_LOCK.release()
 
     thread = threading.Thread(target=build, name="feature-model-build", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except BaseException:
+        _MODELS_LOCK.release()
+        raise
     return thread
 
 

@@ -72,21 +72,18 @@ def feature_partitions(config: FruitFeaturesConfig, master: str, parallelism: in
     return max(parallelism, math.ceil(images / config.images_per_partition))
 
 
-def warm_workers(session: "object", partitions: int, threads: int, h5: "object", weights: "FeatureWeights",
+def warm_workers(session: "object", partitions: int, threads: int, h5: "object", weights: FeatureWeights,
                  batch_size: int) -> tuple[float, int]:
-    """Seconds spent importing Keras in `partitions` Python workers with an Arrow UDF job, and how many of them then
-    started building the feature model on a thread (from the broadcast `h5` and the rest of `weights`), so the
-    feature UDF's tasks reuse warm workers whose model is built while Spark reads the images (Spark keeps a pool per
-    kind of runner: an RDD job would warm workers the UDF never gets)."""
+    """Seconds an Arrow UDF job took to import Keras in `partitions` Python workers, and how many of them started
+    building the feature model on a thread, from the broadcast `h5` and the rest of `weights`."""
+    # The feature UDF's tasks reuse these workers (Spark keeps a pool per kind of runner: an RDD job would warm
+    # workers the UDF never gets), and their model builds while the feature job lists and reads the images.
     seed, name = weights.seed, weights.name
 
     @F.arrow_udf("long")
     def import_keras_once(ids: pa.Array) -> pa.Array:
         from mlassets.models.mobilenet_features import FeatureWeights, build_in_background
-        from mlassets.models.worker_imports import import_keras
 
-        import_keras(threads)
-        # the broadcast is read here, in the task: the worker registers it for the task's duration
         building = build_in_background(FeatureWeights(h5.value, seed, name), threads, batch_size) is not None
         return pa.array([int(building)] * len(ids), pa.int64())
 
@@ -222,7 +219,8 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
             "partitions": partitions,
             "threads_per_worker": config.threads_per_worker,
             "udf_batches": int(batches.value),
-            "model_builds": warmup_builds + int(builds.value),
+            "warmup_model_builds": warmup_builds,
+            "model_builds": int(builds.value),
             "udf_keras_imports": int(cold_imports.value),
             "feature_min": float(stats["min"] or 0.0),
             "feature_max": float(stats["max"] or 0.0),

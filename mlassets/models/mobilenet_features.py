@@ -9,6 +9,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -124,7 +125,7 @@ class FeatureWeights:
     seed: int
     name: str = IMAGENET_NO_TOP_FILE
 
-    @property
+    @cached_property  # hashed once per object: the driver names it twice, the worker checks it once per build
     def sha256(self) -> str:
         """The sha256 of the .h5 bytes, or of the seeded initialisation's name."""
         return sha256_hex(self.h5 if self.h5 is not None else f"{RANDOM_INIT} seed {self.seed}".encode())
@@ -136,6 +137,13 @@ def feature_weights(choice: WeightsChoice) -> FeatureWeights:
     if choice.pretrained and choice.path:
         return FeatureWeights(Path(choice.path).read_bytes(), choice.seed, Path(choice.path).name)
     return FeatureWeights(None, choice.seed)
+
+
+def broadcast_weights(h5: "object", weights: FeatureWeights) -> Callable[[], FeatureWeights]:
+    """`weights` as a Spark worker reads them: the .h5 bytes from the broadcast `h5`, the seed and the name shipped
+    with the function (not the bytes)."""
+    seed, name = weights.seed, weights.name
+    return lambda: FeatureWeights(h5.value, seed, name)
 
 
 def build_from(weights: FeatureWeights) -> "keras.Model":
@@ -177,21 +185,26 @@ def cached_model(weights_sha256: str, weights: Callable[[], FeatureWeights], thr
         return _build_locked(weights_sha256, shipped), True
 
 
-def build_in_background(weights: FeatureWeights, threads: int = 0, trace_batch: int = 0) -> threading.Thread | None:
-    """Keras imported now, then a thread that builds this process's model for `weights` and runs it on a zero batch of
-    `trace_batch` images; None when the model is built or a build is under way."""
+def build_in_background(weights_sha256: str, weights: Callable[[], FeatureWeights], threads: int = 0,
+                        trace_batch: int = 0) -> threading.Thread | None:
+    """Keras imported now, then a thread that builds this process's model for the weights (as cached_model does) and
+    runs it on a zero batch of `trace_batch` images; None when the model is built or a build is under way."""
     import_keras(threads)  # here, not on the thread: it swaps sys.path for the import
-    sha256 = weights.sha256
     if not _MODELS_LOCK.acquire(blocking=False):
         return None
-    if sha256 in _MODELS:
+    if weights_sha256 in _MODELS:
         _MODELS_LOCK.release()
         return None
+    try:
+        shipped = weights()  # in the caller's Spark task, where its broadcasts are registered
+    except BaseException:
+        _MODELS_LOCK.release()
+        raise
 
     def build() -> None:
         # The lock taken above is released here, once the model is cached: a cached_model call waits for it.
         try:
-            _build_locked(sha256, weights, trace_batch)
+            _build_locked(weights_sha256, shipped, trace_batch)
         except Exception:  # noqa: BLE001 - the next cached_model call builds again and raises it; this logs it
             traceback.print_exc()
         finally:

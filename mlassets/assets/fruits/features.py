@@ -28,7 +28,7 @@ from mlassets.assets.fruits.images import ASSET as IMAGES_ASSET
 from mlassets.assets.fruits.images import IMAGES_DIR, MANIFEST_DIR, fruit_images
 from mlassets.automation import FOLLOWS_INPUTS, SPARK_POOL, TRANSIENT_RETRY
 from mlassets.metadata import markdown_table
-from mlassets.models.mobilenet_features import FEATURE_SIZE, WEIGHT_CHOICES, FeatureWeights
+from mlassets.models.mobilenet_features import FEATURE_SIZE, WEIGHT_CHOICES, FeatureWeights, broadcast_weights
 from mlassets.resources import LakeResource, SparkResource
 from mlassets.stack.executor_env import TENSORFLOW
 
@@ -72,42 +72,40 @@ def feature_partitions(config: FruitFeaturesConfig, master: str, parallelism: in
     return max(parallelism, math.ceil(images / config.images_per_partition))
 
 
-def warm_workers(session: "object", partitions: int, threads: int, h5: "object", weights: FeatureWeights,
-                 batch_size: int) -> tuple[float, int]:
+def warm_workers(session: "object", partitions: int, threads: int, weights_sha256: str,
+                 shipped: Callable[[], FeatureWeights], batch_size: int) -> tuple[float, int]:
     """Seconds an Arrow UDF job took to import Keras in `partitions` Python workers, and how many of them started
-    building the feature model on a thread, from the broadcast `h5` and the rest of `weights`."""
+    building the feature model (of the `shipped` weights) on a thread."""
     # The feature UDF's tasks reuse these workers (Spark keeps a pool per kind of runner: an RDD job would warm
     # workers the UDF never gets), and their model builds while the feature job lists and reads the images.
-    seed, name = weights.seed, weights.name
 
     @F.arrow_udf("long")
-    def import_keras_once(ids: pa.Array) -> pa.Array:
-        from mlassets.models.mobilenet_features import FeatureWeights, build_in_background
+    def prepare_worker(ids: pa.Array) -> pa.Array:
+        from mlassets.models.mobilenet_features import build_in_background
 
-        building = build_in_background(FeatureWeights(h5.value, seed, name), threads, batch_size) is not None
+        building = build_in_background(weights_sha256, shipped, threads, batch_size) is not None
         return pa.array([int(building)] * len(ids), pa.int64())
 
     started = time.perf_counter()
-    builds = session.range(0, partitions, 1, partitions).select(import_keras_once("id").alias("builds")).collect()
+    builds = session.range(0, partitions, 1, partitions).select(prepare_worker("id").alias("builds")).collect()
     return time.perf_counter() - started, sum(row.builds for row in builds)
 
 
-def feature_udf(h5: "object", weights: "FeatureWeights", batch_size: int, threads: int, builds: "object",
-                batches: "object", cold_imports: "object"):
-    """The iterator Arrow UDF: image bytes -> float32[1280] (null when undecodable); the .h5 bytes of the weights
-    (None for a seeded init) come from the broadcast `h5`, the rest of `weights` with the function."""
+def feature_udf(weights_sha256: str, shipped: Callable[[], FeatureWeights], batch_size: int, threads: int,
+                builds: "object", batches: "object", cold_imports: "object"):
+    """The iterator Arrow UDF: image bytes -> float32[1280] (null when undecodable), from the model of the `shipped`
+    weights (checked against `weights_sha256`)."""
     # Arrow, not pandas: a pandas UDF's return made each vector a Python list of 1,280 scalars first (50-80 ms per
     # 320). What it calls lives in mlassets.models: importing this module in a worker imports Dagster (1.0 s).
-    seed, name, weights_sha256 = weights.seed, weights.name, weights.sha256
 
     @F.arrow_udf(ArrayType(FloatType()))
     def mobilenet_features(contents: Iterator[pa.Array]) -> Iterator[pa.Array]:
         import sys
 
-        from mlassets.models.mobilenet_features import FeatureWeights, cached_model, feature_lists, feature_matrix
+        from mlassets.models.mobilenet_features import cached_model, feature_lists, feature_matrix
 
         cold = "keras" not in sys.modules  # this worker was not warmed by warm_workers
-        model, built = cached_model(weights_sha256, lambda: FeatureWeights(h5.value, seed, name), threads)
+        model, built = cached_model(weights_sha256, shipped, threads)
         if built:
             builds.add(1)
             if cold:
@@ -178,17 +176,18 @@ def fruit_features(context: AssetExecutionContext, config: FruitFeaturesConfig, 
     expected = len(lake.read_parquet(IMAGES_ASSET, MANIFEST_DIR, columns=["path"]))
     partitions = feature_partitions(config, sc.master, sc.defaultParallelism, expected)
     weights = feature_weights(choice)
-    h5 = sc.broadcast(weights.h5)
+    shipped = broadcast_weights(sc.broadcast(weights.h5), weights)
     # The Python workers import TensorFlow (3.5 CPU seconds each) before the UDF's tasks reach them, then build the
     # model on a thread while the feature job lists and reads the images.
     try:
-        warmup_seconds, warmup_builds = warm_workers(session, partitions, config.threads_per_worker, h5, weights,
-                                                     config.batch_size)
+        warmup_seconds, warmup_builds = warm_workers(session, partitions, config.threads_per_worker, weights.sha256,
+                                                     shipped, config.batch_size)
     except Exception as exc:  # only a head start: the UDF imports and builds what it needs anyway
         context.log.warning(f"fruit_features: warming the Python workers failed ({exc}); they start cold")
         warmup_seconds, warmup_builds = -1.0, 0
     builds, batches, cold_imports = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0)
-    udf = feature_udf(h5, weights, config.batch_size, config.threads_per_worker, builds, batches, cold_imports)
+    udf = feature_udf(weights.sha256, shipped, config.batch_size, config.threads_per_worker, builds, batches,
+                      cold_imports)
     computed = image_features(session, lake, partitions, udf)
     computing = time.perf_counter()
     summary = summarise(computed)

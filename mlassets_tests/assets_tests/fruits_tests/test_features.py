@@ -182,9 +182,9 @@ def test_a_background_build_is_the_model_later_calls_get(seeded: tuple) -> None:
     _, sha = seeded
     shipped = mf.FeatureWeights(None, 0)
     mf._MODELS.pop(shipped.sha256, None)
-    thread = mf.build_in_background(shipped, trace_batch=2)
+    thread = mf.build_in_background(shipped.sha256, lambda: shipped, trace_batch=2)
     assert thread is not None
-    assert mf.build_in_background(shipped, trace_batch=2) is None  # being built: no second build
+    assert mf.build_in_background(shipped.sha256, lambda: shipped, trace_batch=2) is None  # being built: no second
 
     def never() -> mf.FeatureWeights:
         raise AssertionError("the model being built in the background was built again")
@@ -192,20 +192,20 @@ def test_a_background_build_is_the_model_later_calls_get(seeded: tuple) -> None:
     model, built = mf.cached_model(shipped.sha256, never)  # waits for the thread, no join first
     assert not built and weights_sha(model) == sha
     assert model.predict_function is not None  # traced on the zero batch
-    assert mf.build_in_background(shipped) is None  # built: nothing to start
+    assert mf.build_in_background(shipped.sha256, lambda: shipped) is None  # built: nothing to start
     thread.join(timeout=120)
 
 
 def test_a_failed_background_build_is_logged_leaves_no_model_and_is_retried(capsys: pytest.CaptureFixture) -> None:
     broken = mf.FeatureWeights(b"these bytes are not an .h5 file", 0)
-    thread = mf.build_in_background(broken)
+    thread = mf.build_in_background(broken.sha256, lambda: broken)
     assert thread is not None
     thread.join(timeout=120)
     assert "file signature not found" in capsys.readouterr().err  # h5py's words, in the worker's log
     assert broken.sha256 not in mf._MODELS
     with pytest.raises(OSError, match="file signature not found"):  # the UDF's own call raises it
         mf.cached_model(broken.sha256, lambda: broken)
-    again = mf.build_in_background(broken)
+    again = mf.build_in_background(broken.sha256, lambda: broken)
     assert again is not None
     again.join(timeout=120)
 

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
 from mlassets.stack.kafka import KafkaServer
 from mlassets.stack.process import port_open
-from mlassets.streaming.offsets import group_lag
+from mlassets.streaming.offsets import GroupLag, group_lag
 from mlassets.streaming.susy_messages import encode_train_rows
 from mlassets_tests.iot_helpers import committed_offset, create_topic, dead_letters, small_model_id
 from mlassets_tests.streaming_tests.chaos_stream import BAD_EVERY, chaos_message, good_id
@@ -39,6 +41,7 @@ SEED = int(os.environ.get("MLASSETS_CHAOS_SEED", "14"))
 MESSAGES = 20_000
 PARTITIONS = 4
 DEADLINE_S = 480
+NEAR_KILL = 1_500  # committed messages before a kill point from which the test looks at a frozen drain
 
 
 class Supervised:
@@ -71,6 +74,40 @@ class Supervised:
         self.proc.wait(60)
 
 
+def _wait_stopped(proc: subprocess.Popen) -> None:
+    """Wait until the kernel reports proc stopped (or gone): SIGSTOP takes effect at its next kernel entry."""
+    stat = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X"):
+                return
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {proc.pid} did not stop within 5 s of SIGSTOP")
+
+
+@contextmanager
+def frozen(*procs: subprocess.Popen) -> Iterator[None]:
+    """The running processes stopped (SIGSTOP) and continued afterwards: what the test reads does not move meanwhile.
+
+    A kill decided on a frozen drain finds the work it saw; one decided on a running drain raced it, and a drain
+    that cleared its backlog between two looks of the test left the kill nothing to do.
+    """
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
+        proc.send_signal(signal.SIGSTOP)
+    try:
+        for proc in running:
+            _wait_stopped(proc)
+        yield
+    finally:
+        for proc in running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+
+
 def _kill_and_restart_broker(stack: StackSettings, errors: list[BaseException]) -> None:
     """SIGKILL the test broker's process group and start it again; a failure is appended to errors."""
     try:
@@ -84,6 +121,14 @@ def _kill_and_restart_broker(stack: StackSettings, errors: list[BaseException]) 
         broker.start()
     except BaseException as exc:  # noqa: BLE001 - reported by the test's loop
         errors.append(exc)
+
+
+def _committed(lag: GroupLag) -> int:
+    """Messages the drain has read: it commits a batch's offsets once its documents and dead letters are written.
+
+    (Counting the documents in Mongo instead took 0.5-1.8 s a look on the local stack.)
+    """
+    return sum(offset or 0 for offset in lag.committed.values())
 
 
 def _end_offsets(kafka: KafkaResource, topic: str) -> dict[int, int]:
@@ -105,12 +150,11 @@ def test_image_stream_survives_killed_drains_a_killed_broker_and_a_restarted_pro
     collection = mongo.client()[database]["inferences"]
     bad = {f"bad-{i}": chaos_message(SEED, i)[2] for i in range(BAD_EVERY - 1, MESSAGES, BAD_EVERY)}
     good = {good_id(SEED, i) for i in range(MESSAGES) if f"bad-{i}" not in bad}
-    # One kill point per band, so that every kill finds a running drain with work left; the drain kills come before
-    # the broker's: while the broker is away the producer buffers what is left of the stream and sends it all at
-    # its return, and a drain that then cleared that backlog between two looks of this loop left a later kill with
-    # nothing to do.
-    drain_kills = [int(len(good) * rng.uniform(low, high)) for low, high in ((0.1, 0.25), (0.3, 0.45), (0.5, 0.65))]
-    broker_kill = int(len(good) * rng.uniform(0.7, 0.8))
+    # One kill point per band of the messages the drain has committed, each made on the frozen drain once it has
+    # work left; the drain kills come before the broker's, which makes the producer buffer what is left of the
+    # stream and send it all at the broker's return.
+    drain_kills = [int(MESSAGES * rng.uniform(low, high)) for low, high in ((0.1, 0.25), (0.3, 0.45), (0.5, 0.65))]
+    broker_kill = int(MESSAGES * rng.uniform(0.7, 0.8))
     producer_kill = int(MESSAGES * rng.uniform(0.15, 0.35))
 
     def producer(start: int) -> subprocess.Popen:
@@ -124,19 +168,20 @@ def test_image_stream_survives_killed_drains_a_killed_broker_and_a_restarted_pro
     service = Supervised([MLASSETS, "stream", "infer", "--model-id", model_id, "--topic", topic, "--group", group,
                           "--database", database, "--batch-size", "64"], {**os.environ, **test_env},
                          tmp_path / "service.log")
-    kills = producer_restarts = 0
+    kills = producer_restarts = frozen_looks = deferred = 0
     broker_restart: threading.Thread | None = None  # in the background: the drain kills go on meanwhile
     broker_errors: list[BaseException] = []
     deadline = time.monotonic() + DEADLINE_S
     try:
         while True:
+            time.sleep(0.3)
             assert time.monotonic() < deadline, (f"not done after {DEADLINE_S} s; service log:\n"
                                                  + (tmp_path / "service.log").read_text()[-3000:])
             assert not broker_errors, broker_errors
+            service.keep_running()
             try:
                 lag = group_lag(kafka, topic, group)
             except KafkaError:  # the coordinator may still be loading after the broker's restart
-                time.sleep(0.5)
                 continue
             if not producer_restarts and sum(lag.end.values()) >= producer_kill:
                 assert sender.poll() is None, "the producer finished before it was killed; nothing was tested"
@@ -146,22 +191,33 @@ def test_image_stream_survives_killed_drains_a_killed_broker_and_a_restarted_pro
                 end = _end_offsets(kafka, topic)
                 sender = producer(min(p + PARTITIONS * end[p] for p in range(PARTITIONS)))
                 producer_restarts += 1
-            stored = collection.count_documents({})
-            if kills < len(drain_kills) and stored >= drain_kills[kills]:
-                assert lag.total > 0, "the drain had nothing left to do when it was killed; nothing was tested"
-                service.kill()
-                kills += 1
-            if broker_restart is None and stored >= broker_kill:
-                assert lag.total > 0, "the drain had nothing left to do when the broker was killed"
-                broker_restart = threading.Thread(target=_kill_and_restart_broker, args=(stack, broker_errors))
-                broker_restart.start()
-            service.keep_running()
+            points = drain_kills[kills:] + ([broker_kill] if broker_restart is None else [])
+            if points and _committed(lag) >= min(points) - NEAR_KILL:
+                with frozen(sender, service.proc):
+                    try:
+                        lag = group_lag(kafka, topic, group)
+                    except KafkaError:
+                        continue
+                    frozen_looks += 1
+                    done = _committed(lag)
+                    # A kill waits for a look at which the frozen drain has work left (it kept up with the producer
+                    # otherwise); with the stream all sent and read before every kill was made, nothing was tested.
+                    assert not (lag.end and lag.total == 0 and sender.poll() == 0 and producer_restarts), (
+                        f"the drain read the whole stream before every kill was made ({kills} of {len(drain_kills)} "
+                        f"drain kills, broker {'not ' if broker_restart is None else ''}killed); nothing was tested")
+                    deferred += done >= min(points) and lag.total == 0
+                    if kills < len(drain_kills) and done >= drain_kills[kills] and lag.total > 0:
+                        service.kill()
+                        kills += 1
+                    if broker_restart is None and done >= broker_kill and lag.total > 0:
+                        broker_restart = threading.Thread(target=_kill_and_restart_broker,
+                                                          args=(stack, broker_errors))
+                        broker_restart.start()
             if sender.poll() is not None:
                 assert sender.returncode == 0, (tmp_path / "producer.log").read_text()[-3000:]
                 if (producer_restarts and kills == len(drain_kills) and broker_restart is not None
-                        and not broker_restart.is_alive() and lag.total == 0):
+                        and not broker_restart.is_alive() and lag.end and lag.total == 0):
                     break
-            time.sleep(0.3)
     finally:
         service.stop()
         if sender.poll() is None:
@@ -179,8 +235,9 @@ def test_image_stream_survives_killed_drains_a_killed_broker_and_a_restarted_pro
     dead_lettered = {key for key, prefix in bad.items() if any(r.startswith(prefix) for r in reasons.get(key, []))}
     print(f"chaos image_data: {MESSAGES} messages ({len(good)} good, {len(bad)} bad), {kills} drain kills, "
           f"{len(service.exits)} drain exits restarted, broker killed and restarted 1, producer "
-          f"restarted {producer_restarts}, lost {len(lost)}, duplicated {duplicated}, dead-lettered "
-          f"{len(dead_lettered)} of {len(bad)} ({len(letters)} letters)")
+          f"restarted {producer_restarts}, {frozen_looks} looks at the frozen drain ({deferred} with a kill due and no work "
+          f"left), lost {len(lost)}, duplicated {duplicated}, dead-lettered {len(dead_lettered)} of {len(bad)} "
+          f"({len(letters)} letters)")
     assert not lost and not unexpected and duplicated == 0
     assert dead_lettered == set(bad), sorted(set(bad) - dead_lettered)[:5]
     assert set(reasons) == set(bad), "a good message was dead-lettered"

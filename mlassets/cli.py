@@ -102,8 +102,11 @@ def _stream_infer(args: argparse.Namespace) -> int:
     except ModelStoreError as exc:  # changed, incomplete, or failed a blocking check: say so, no traceback
         print(f"mlassets: {exc}", file=sys.stderr)
         return 1
-    print(f"{summary.stored} stored, {summary.dead_letters} dead letters {summary.reasons or ''} "
-          f"in {summary.seconds:.1f}s ({summary.client})", flush=True)
+    reasons = f" {summary.reasons}" if summary.reasons else ""
+    n = summary.commits_refused
+    refused = f", {n} commit{'s' * (n != 1)} refused by a rebalance (read again)" if n else ""
+    print(f"{summary.stored} stored, {summary.dead_letters} dead letters{reasons} in {summary.seconds:.1f}s "
+          f"({summary.client}){refused}", flush=True)
     return 0
 
 

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as RdTopicPartition
 from kafka import TopicPartition
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import CommitFailedError, KafkaTimeoutError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
 from mlassets.resources.kafka import KafkaResource
@@ -25,6 +25,15 @@ SESSION_TIMEOUT_MS = 10_000
 # for a drain of 40,000 images, the CNN idle in between.
 FETCH_BYTES_PER_PARTITION = 8 * 2**20
 PREFETCH_KIB = 32 * 1024  # librdkafka's local queue per consumer (its default, 64 MiB, is more than a drain uses)
+# librdkafka's answers to a commit from a member the group no longer counts (its session timed out while the broker
+# was away, a rebalance gave its partitions out again): retrying cannot succeed, but the member rejoins by itself.
+_GROUP_MOVED_ON = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
+                             KafkaError.REBALANCE_IN_PROGRESS, KafkaError.FENCED_INSTANCE_ID,
+                             KafkaError._ASSIGNMENT_LOST})
+
+
+class CommitRefused(RuntimeError):
+    """A commit the group refused because it gave the partitions out again; their messages will be read again."""
 
 
 class Record(NamedTuple):
@@ -52,7 +61,7 @@ class DrainConsumer(Protocol):
         """The next offset to read in each assigned partition (None: not known yet)."""
 
     def commit(self, offsets: dict[int, int]) -> None:
-        """Commit the next offset to read of each partition (synchronously, raising when refused)."""
+        """Commit the next offset to read of each partition (synchronously); CommitRefused after a rebalance."""
 
     def close(self) -> None:
         """Leave the group and release the connections."""
@@ -123,8 +132,14 @@ class LibrdkafkaDrainConsumer:
         return {tp.partition: self._next.get(tp.partition) for tp in self._consumer.assignment()}
 
     def commit(self, offsets: dict[int, int]) -> None:
-        self._consumer.commit(offsets=[RdTopicPartition(self.topic, p, o) for p, o in offsets.items()],
-                              asynchronous=False)
+        try:
+            self._consumer.commit(offsets=[RdTopicPartition(self.topic, p, o) for p, o in offsets.items()],
+                                  asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is not None and error.code() in _GROUP_MOVED_ON:
+                raise CommitRefused(f"{self.topic}: commit of {offsets} refused: {error.str()}") from exc
+            raise
 
     def close(self) -> None:
         self._consumer.close()
@@ -158,8 +173,11 @@ class KafkaPythonDrainConsumer:
         return {tp.partition: self._consumer.position(tp) for tp in self._consumer.assignment()}
 
     def commit(self, offsets: dict[int, int]) -> None:
-        self._consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
-                               for p, o in offsets.items()})
+        try:
+            self._consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
+                                   for p, o in offsets.items()})
+        except (CommitFailedError, RebalanceInProgressError) as exc:
+            raise CommitRefused(f"{self.topic}: commit of {offsets} refused: {exc}") from exc
 
     def close(self) -> None:
         self._consumer.close()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from mlassets.datasets.cifar10 import LABELS
 from mlassets.names import CIFAR_MODEL_COLLECTION, IMAGE_DATABASE, IMAGE_TOPIC, INFERENCE_COLLECTION, INFERENCE_GROUP
 from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.dead_letters import DeadLetters
-from mlassets.streaming.drain_consumer import DrainConsumer, drain_consumer
+from mlassets.streaming.drain_consumer import CommitRefused, DrainConsumer, drain_consumer
 from mlassets.streaming.image_messages import ImageMessage, decode_image_message
 from mlassets.tables.tallies import record_tallies
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 Classifier = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 PIPELINE_DEPTH = 2  # batches classified or written while the next is fetched and decoded
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class DrainSummary:
     batches: int = 0
     seconds: float = 0.0
     client: str = ""
+    commits_refused: int = 0  # by the group after a rebalance: those batches are read again, and written again
 
 
 class DrainStalled(RuntimeError):
@@ -250,7 +253,16 @@ def inference_document(record, message: ImageMessage, predicted: int, confidence
 
 
 def _commit_written(batch: _Batch, consumer: DrainConsumer, letters: DeadLetters, summary: DrainSummary) -> None:
-    """Wait for the batch's write and its dead letters (re-raising their errors), then commit its offsets."""
+    """Wait for the batch's write and its dead letters (re-raising their errors), then commit its offsets.
+
+    A commit the group refused after a rebalance leaves the drain running: the batch is written, and its messages
+    go again to the partitions' member (this one, once it has rejoined), which writes the same documents again
+    (and sends the same dead letters again).
+    """
     summary.stored += batch.stored.result()
     letters.confirm(batch.letters)
-    consumer.commit(batch.offsets)
+    try:
+        consumer.commit(batch.offsets)
+    except CommitRefused as exc:
+        summary.commits_refused += 1
+        log.warning("%s; the drain goes on, and those messages will be read again", exc)

@@ -233,11 +233,14 @@ def test_image_stream_survives_killed_drains_a_killed_broker_and_a_restarted_pro
     for letter in letters:
         reasons.setdefault(letter["key"], []).append(letter["reason"])
     dead_lettered = {key for key, prefix in bad.items() if any(r.startswith(prefix) for r in reasons.get(key, []))}
+    log = (tmp_path / "service.log").read_text()
+    refused = log.count("the drain goes on, and those messages will be read again")
     print(f"chaos image_data: {MESSAGES} messages ({len(good)} good, {len(bad)} bad), {kills} drain kills, "
-          f"{len(service.exits)} drain exits restarted, broker killed and restarted 1, producer "
-          f"restarted {producer_restarts}, {frozen_looks} looks at the frozen drain ({deferred} with a kill due and no work "
-          f"left), lost {len(lost)}, duplicated {duplicated}, dead-lettered {len(dead_lettered)} of {len(bad)} "
-          f"({len(letters)} letters)")
+          f"{len(service.exits)} drain exits, {refused} commits refused by a rebalance (the drain went on), broker "
+          f"killed and restarted 1, producer restarted {producer_restarts}, {frozen_looks} looks at the frozen drain "
+          f"({deferred} with a kill due and no work left), lost {len(lost)}, duplicated {duplicated}, dead-lettered "
+          f"{len(dead_lettered)} of {len(bad)} ({len(letters)} letters)")
+    assert not service.exits, f"the service exited on its own (codes {service.exits}); its log:\n{log[-3000:]}"
     assert not lost and not unexpected and duplicated == 0
     assert dead_lettered == set(bad), sorted(set(bad) - dead_lettered)[:5]
     assert set(reasons) == set(bad), "a good message was dead-lettered"

@@ -3,12 +3,15 @@
 import datetime as dt
 import json
 import threading
+from concurrent.futures import Future
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from kafka import TopicPartition
 from kafka.admin import NewTopic
+from kafka.errors import CommitFailedError, GroupAuthorizationFailedError
 from pymongo import MongoClient, WriteConcern
 from pymongo.errors import BulkWriteError
 
@@ -16,10 +19,12 @@ from mlassets.datasets.cifar10 import LABELS, read_cifar10
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
 from mlassets.streaming.dead_letters import DeadLetterError
-from mlassets.streaming.drain_consumer import drain_consumer
+from mlassets.streaming.drain_consumer import (CommitRefused, KafkaPythonDrainConsumer, LibrdkafkaDrainConsumer,
+                                              drain_consumer)
 from mlassets.streaming.image_producer import produce_images
 from mlassets.streaming.image_messages import ImageMessage
-from mlassets.streaming.inference import _Stages, drain_inference, duplicate_indexes
+from mlassets.streaming.inference import (DrainSummary, _Batch, _commit_written, _Stages, drain_inference,
+                                         duplicate_indexes)
 from mlassets.streaming.librdkafka import KAFKA_PYTHON, LIBRDKAFKA
 from mlassets.tables.tallies import record_tallies
 from mlassets_tests.iot_helpers import committed_offset, create_topic, dead_letters, set_topic_config
@@ -252,3 +257,59 @@ def test_the_next_batch_is_classified_while_one_is_written_and_nothing_is_writte
         stages.shutdown()
     assert collection.attempts == 2 and collection.inserted == [[f"id-{i}" for i in range(10)]]
     assert classified[:2] == [0, 10]
+
+
+class _Commits:
+    """A consumer stand-in for the commit unit test: records each commit, raising the next of `errors` first."""
+
+    def __init__(self, errors: list[BaseException | None]) -> None:
+        self.errors, self.committed = errors, []
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        error = self.errors.pop(0) if self.errors else None
+        if error is not None:
+            raise error
+        self.committed.append(offsets)
+
+
+def _written_batch(first: int, stored: int) -> _Batch:
+    done: Future = Future()
+    done.set_result(stored)
+    return _Batch([], {0: first + stored}, [], done)
+
+
+def test_a_commit_refused_after_a_rebalance_leaves_the_drain_running_and_other_commit_errors_raise(caplog) -> None:
+    letters = SimpleNamespace(confirm=lambda sent: None)
+    consumer = _Commits([None, CommitRefused("image_data: commit of {0: 20} refused: ILLEGAL_GENERATION"), None])
+    summary = DrainSummary()
+    for first in (0, 10, 20):
+        _commit_written(_written_batch(first, 10), consumer, letters, summary)
+    assert consumer.committed == [{0: 10}, {0: 30}] and summary.stored == 30 and summary.commits_refused == 1
+    assert "ILLEGAL_GENERATION; the drain goes on, and those messages will be read again" in caplog.text
+    consumer = _Commits([RuntimeError("the broker refused the commit: authorization failed")])
+    with pytest.raises(RuntimeError, match="authorization failed"):
+        _commit_written(_written_batch(0, 10), consumer, letters, DrainSummary())
+
+
+def _refusing(error: BaseException) -> SimpleNamespace:
+    """A client consumer stand-in whose commit raises error."""
+    def commit(*args, **kwargs) -> None:
+        raise error
+    return SimpleNamespace(commit=commit)
+
+
+@pytest.mark.parametrize(("consumer_class", "moved_on", "other"), [
+    (LibrdkafkaDrainConsumer, KafkaException(KafkaError(KafkaError.ILLEGAL_GENERATION)),
+     KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))),
+    (KafkaPythonDrainConsumer, CommitFailedError("the consumer was kicked out of the group"),
+     GroupAuthorizationFailedError("g")),
+])
+def test_each_client_calls_a_commit_from_a_member_the_group_left_behind_refused(consumer_class, moved_on,
+                                                                                 other) -> None:
+    consumer = object.__new__(consumer_class)
+    consumer.topic = "image_data"
+    for error, expected in ((moved_on, CommitRefused), (other, type(other))):
+        consumer._consumer = _refusing(error)
+        with pytest.raises(expected) as raised:
+            consumer.commit({0: 10})
+        assert expected is not CommitRefused or "image_data: commit of {0: 10} refused" in str(raised.value)

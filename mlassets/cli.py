@@ -103,10 +103,10 @@ def _stream_infer(args: argparse.Namespace) -> int:
         print(f"mlassets: {exc}", file=sys.stderr)
         return 1
     reasons = f" {summary.reasons}" if summary.reasons else ""
-    n = summary.commits_refused
-    refused = f", {n} commit{'s' * (n != 1)} refused by a rebalance (read again)" if n else ""
+    n = summary.commits_not_taken
+    not_taken = f", {n} commit{'s' * (n != 1)} not taken by the group (covered later or read again)" if n else ""
     print(f"{summary.stored} stored, {summary.dead_letters} dead letters{reasons} in {summary.seconds:.1f}s "
-          f"({summary.client}){refused}", flush=True)
+          f"({summary.client}){not_taken}", flush=True)
     return 0
 
 

@@ -25,15 +25,20 @@ SESSION_TIMEOUT_MS = 10_000
 # for a drain of 40,000 images, the CNN idle in between.
 FETCH_BYTES_PER_PARTITION = 8 * 2**20
 PREFETCH_KIB = 32 * 1024  # librdkafka's local queue per consumer (its default, 64 MiB, is more than a drain uses)
-# librdkafka's answers to a commit from a member the group no longer counts (its session timed out while the broker
-# was away, a rebalance gave its partitions out again): retrying cannot succeed, but the member rejoins by itself.
-_GROUP_MOVED_ON = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
-                             KafkaError.REBALANCE_IN_PROGRESS, KafkaError.FENCED_INSTANCE_ID,
-                             KafkaError._ASSIGNMENT_LOST})
+# librdkafka's answers to a commit the group cannot take now, all passing: the member was left behind (its session
+# timed out while the broker was away, a rebalance gave its partitions out again; it rejoins by itself), or the group's
+# coordinator is away or moving.
+_COMMIT_NOT_TAKEN = frozenset({
+    KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.FENCED_INSTANCE_ID, KafkaError._ASSIGNMENT_LOST,
+    KafkaError._WAIT_COORD, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError.NETWORK_EXCEPTION,
+})
 
 
-class CommitRefused(RuntimeError):
-    """A commit the group refused because it gave the partitions out again; their messages will be read again."""
+class CommitNotTaken(RuntimeError):
+    """A commit the group could not take now (a rebalance, or its coordinator away); nothing was committed."""
 
 
 class Record(NamedTuple):
@@ -61,7 +66,7 @@ class DrainConsumer(Protocol):
         """The next offset to read in each assigned partition (None: not known yet)."""
 
     def commit(self, offsets: dict[int, int]) -> None:
-        """Commit the next offset to read of each partition (synchronously); CommitRefused after a rebalance."""
+        """Commit the next offset to read of each partition (synchronously); CommitNotTaken when passing."""
 
     def close(self) -> None:
         """Leave the group and release the connections."""
@@ -137,8 +142,8 @@ class LibrdkafkaDrainConsumer:
                                   asynchronous=False)
         except KafkaException as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            if error is not None and error.code() in _GROUP_MOVED_ON:
-                raise CommitRefused(f"{self.topic}: commit of {offsets} refused: {error.str()}") from exc
+            if error is not None and (error.code() in _COMMIT_NOT_TAKEN or error.retriable()):
+                raise CommitNotTaken(f"{self.topic}: commit of {offsets} not taken: {error.str()}") from exc
             raise
 
     def close(self) -> None:
@@ -177,7 +182,7 @@ class KafkaPythonDrainConsumer:
             self._consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
                                    for p, o in offsets.items()})
         except (CommitFailedError, RebalanceInProgressError) as exc:
-            raise CommitRefused(f"{self.topic}: commit of {offsets} refused: {exc}") from exc
+            raise CommitNotTaken(f"{self.topic}: commit of {offsets} not taken: {exc}") from exc
 
     def close(self) -> None:
         self._consumer.close()

@@ -25,7 +25,7 @@ from mlassets.datasets.cifar10 import LABELS
 from mlassets.names import CIFAR_MODEL_COLLECTION, IMAGE_DATABASE, IMAGE_TOPIC, INFERENCE_COLLECTION, INFERENCE_GROUP
 from mlassets.resources.kafka import KafkaResource
 from mlassets.streaming.dead_letters import DeadLetters
-from mlassets.streaming.drain_consumer import CommitRefused, DrainConsumer, drain_consumer
+from mlassets.streaming.drain_consumer import CommitNotTaken, DrainConsumer, drain_consumer
 from mlassets.streaming.image_messages import ImageMessage, decode_image_message
 from mlassets.tables.tallies import record_tallies
 
@@ -49,7 +49,7 @@ class DrainSummary:
     batches: int = 0
     seconds: float = 0.0
     client: str = ""
-    commits_refused: int = 0  # by the group after a rebalance: those batches are read again, and written again
+    commits_not_taken: int = 0  # a later commit covers those batches, or they are read and written again
 
 
 class DrainStalled(RuntimeError):
@@ -255,14 +255,14 @@ def inference_document(record, message: ImageMessage, predicted: int, confidence
 def _commit_written(batch: _Batch, consumer: DrainConsumer, letters: DeadLetters, summary: DrainSummary) -> None:
     """Wait for the batch's write and its dead letters (re-raising their errors), then commit its offsets.
 
-    A commit the group refused after a rebalance leaves the drain running: the batch is written, and its messages
-    go again to the partitions' member (this one, once it has rejoined), which writes the same documents again
-    (and sends the same dead letters again).
+    A commit the group cannot take now (a rebalance left this member behind, the coordinator is away) leaves the
+    drain running: the batch is written, so a later commit covers it; until one does, its messages are read again and
+    rewrite the same documents (and send the same dead letters again).
     """
     summary.stored += batch.stored.result()
     letters.confirm(batch.letters)
     try:
         consumer.commit(batch.offsets)
-    except CommitRefused as exc:
-        summary.commits_refused += 1
-        log.warning("%s; the drain goes on, and those messages will be read again", exc)
+    except CommitNotTaken as exc:
+        summary.commits_not_taken += 1
+        log.warning("%s; the drain goes on (a later commit covers the batch, or it is read again)", exc)

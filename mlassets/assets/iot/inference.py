@@ -50,7 +50,7 @@ def inference_records(context: AssetExecutionContext, config: InferenceRecordsCo
         "dead_letters": summary.dead_letters,
         "dead_letter_reasons": MetadataValue.md(markdown_table(reasons) if len(reasons) else "none"),
         "batches": summary.batches,
-        "commits_refused": summary.commits_refused,
+        "commits_not_taken": summary.commits_not_taken,
         "images_per_second": round(summary.stored / max(summary.seconds, 1e-9), 1),
         "kafka_client": summary.client,
         "collection": f"{config.database}.{INFERENCE_COLLECTION}",

@@ -192,16 +192,8 @@ def build_in_background(weights_sha256: str, weights: Callable[[], FeatureWeight
     import_keras(threads)  # here, not on the thread: it swaps sys.path for the import
     if not _MODELS_LOCK.acquire(blocking=False):
         return None
-    if weights_sha256 in _MODELS:
-        _MODELS_LOCK.release()
-        return None
-    try:
-        shipped = weights()  # in the caller's Spark task, where its broadcasts are registered
-    except BaseException:
-        _MODELS_LOCK.release()
-        raise
 
-    def build() -> None:
+    def build(shipped: FeatureWeights) -> None:
         # The lock taken above is released here, once the model is cached: a cached_model call waits for it.
         try:
             _build_locked(weights_sha256, shipped, trace_batch)
@@ -210,10 +202,14 @@ def build_in_background(weights_sha256: str, weights: Callable[[], FeatureWeight
         finally:
             _MODELS_LOCK.release()
 
-    thread = threading.Thread(target=build, name="feature-model-build", daemon=True)
     try:
+        if weights_sha256 in _MODELS:
+            _MODELS_LOCK.release()
+            return None
+        # the weights are read in the caller's Spark task, where its broadcasts are registered
+        thread = threading.Thread(target=build, args=(weights(),), name="feature-model-build", daemon=True)
         thread.start()
-    except BaseException:
+    except BaseException:  # no thread took the lock over
         _MODELS_LOCK.release()
         raise
     return thread

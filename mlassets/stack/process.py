@@ -148,12 +148,18 @@ def run_checked(argv: Sequence[str], what: str, cwd: Path | None = None, env: di
         raise StackError(f"{what} failed (exit {result.returncode}): {' '.join(argv)}\n{tail}")
 
 
-def _is_zombie(pid: int) -> bool:
+def proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name: state, parent pid, process group...; None: gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        # the command name in parentheses may itself hold spaces and ')': split after the last one
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
     except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+        return None
+
+
+def _is_zombie(pid: int) -> bool:
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] == "Z"
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -174,10 +180,7 @@ def _group_alive(pgid: int) -> bool:
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        fields = proc_stat(proc.name)
+        if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False

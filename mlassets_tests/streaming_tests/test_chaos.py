@@ -28,7 +28,8 @@ from mlassets.names import dlq_topic
 from mlassets.resources import KafkaResource, MongoResource
 from mlassets.stack import StackSettings
 from mlassets.stack.kafka import KafkaServer
-from mlassets.stack.process import port_open
+from mlassets.stack.process import port_open, proc_stat
+from mlassets.streaming.inference import COMMIT_NOT_TAKEN_LOG
 from mlassets.streaming.offsets import GroupLag, group_lag
 from mlassets.streaming.susy_messages import encode_train_rows
 from mlassets_tests.iot_helpers import committed_offset, create_topic, dead_letters, small_model_id
@@ -76,13 +77,10 @@ class Supervised:
 
 def _wait_stopped(proc: subprocess.Popen) -> None:
     """Wait until the kernel reports proc stopped (or gone): SIGSTOP takes effect at its next kernel entry."""
-    stat = Path(f"/proc/{proc.pid}/stat")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        try:
-            if stat.read_text().rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X"):
-                return
-        except (FileNotFoundError, ProcessLookupError):
+        fields = proc_stat(proc.pid)
+        if fields is None or fields[0] in ("T", "t", "Z", "X"):
             return
         time.sleep(0.001)
     raise AssertionError(f"process {proc.pid} did not stop within 5 s of SIGSTOP")
@@ -234,7 +232,7 @@ def test_image_stream_survives_killed_drains_a_killed_broker_and_a_restarted_pro
         reasons.setdefault(letter["key"], []).append(letter["reason"])
     dead_lettered = {key for key, prefix in bad.items() if any(r.startswith(prefix) for r in reasons.get(key, []))}
     log = (tmp_path / "service.log").read_text()
-    not_taken = log.count("; the drain goes on (a later commit covers the batch")
+    not_taken = log.count(COMMIT_NOT_TAKEN_LOG)
     print(f"chaos image_data: {MESSAGES} messages ({len(good)} good, {len(bad)} bad), {kills} drain kills, "
           f"{len(service.exits)} drain exits, {not_taken} commits not taken (the drain went on), broker "
           f"killed and restarted 1, producer restarted {producer_restarts}, {frozen_looks} looks at the frozen drain "

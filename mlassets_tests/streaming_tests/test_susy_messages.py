@@ -17,6 +17,7 @@ from kafka import TopicPartition
 from mlassets.datasets.susy import FEATURES, find_susy, read_susy
 from mlassets.names import dlq_topic
 from mlassets.resources import KafkaResource
+from mlassets.stack.process import proc_stat
 from mlassets.streaming.dead_letters import BadMessage, DeadLetterError
 from mlassets.streaming.librdkafka import librdkafka_config
 from mlassets.streaming.susy_messages import (
@@ -229,8 +230,9 @@ def _kill_a_producer_process(parent: int, killed: list[int], stop: threading.Eve
     """SIGKILL the first train_producer child of parent that appears."""
     while not stop.is_set() and not killed:
         for entry in Path("/proc").iterdir():
+            fields = proc_stat(entry.name) if entry.name.isdigit() else None
             try:
-                if (entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+                if (fields is not None and int(fields[1]) == parent
                         and b"mlassets.streaming.train_producer" in (entry / "cmdline").read_bytes()):
                     # at once: on a fast machine a warm producer sends its 10,000 rows in well under a second
                     os.kill(int(entry.name), signal.SIGKILL)
